@@ -1,0 +1,350 @@
+"""The `composer` command-line program."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from composer.cli.output import console, print_json, progress_bars, table
+from composer.errors import ComposerError, UsageError
+from composer.provision import open_store, run_setup
+from composer.settings import Settings
+from retrieval import (
+    EventKind,
+    Interaction,
+    RetrievalError,
+    RetrievalRequest,
+    build,
+    load_retriever,
+    read_catalog,
+    read_interactions,
+)
+
+app = typer.Typer(
+    name="composer",
+    help="Personalised, LLM-composed e-commerce pages.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+events_app = typer.Typer(help="Record shopper events.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that report ratios against a same-run baseline.", no_args_is_help=True
+)
+app.add_typer(events_app, name="events")
+app.add_typer(bench_app, name="bench")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def setup(
+    force: Annotated[
+        bool, typer.Option(help="Retrain and re-tune even if nothing changed.")
+    ] = False,
+    sample_shop: Annotated[bool, typer.Option(help="Seed the MovieLens-100K sample shop.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch data and models, ingest the sample shop, build indexes (idempotent)."""
+    s = settings()
+    t = time.perf_counter()
+    with progress_bars(not json_out) as progress:
+        report = run_setup(s, progress, seed_sample_shop=sample_shop, force=force)
+    total = round(time.perf_counter() - t, 2)
+    if json_out:
+        print_json({"artifacts_dir": str(s.artifacts_dir), "seconds": total, **vars(report)})
+        return
+    b = report.build
+    table(
+        f"Set-up done in {total} s ({s.artifacts_dir})",
+        ["what", "value"],
+        [
+            ["products", report.counts.get("products")],
+            ["shoppers", report.counts.get("shoppers")],
+            ["events", report.counts.get("events")],
+            ["sample shop ingested now", report.seeded],
+            ["products embedded now", b.embedded if b else 0],
+            ["MF trained now", b.trained if b else False],
+            ["fusion weights tuned now", b.tuned if b else False],
+        ],
+    )
+
+
+@app.command()
+def ingest(
+    catalog: Annotated[
+        Path | None, typer.Option(help="Catalog file (CSV, JSONL, Parquet).")
+    ] = None,
+    interactions: Annotated[
+        Path | None, typer.Option(help="Interactions file (CSV, JSONL, Parquet).")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="Update vectors and MF afterwards.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ingest a shop's catalog and/or interactions; all or nothing."""
+    if catalog is None and interactions is None:
+        raise UsageError("give --catalog FILE, --interactions FILE, or both")
+    s = settings()
+    store = open_store(s)
+    try:
+        products = read_catalog(catalog) if catalog else []
+        known = store.product_ids() | {p.product_id for p in products}
+        events = read_interactions(interactions, known) if interactions else []
+        change = store.ingest(products, events)
+        result: dict[str, object] = {
+            "products_added": len(change.added),
+            "products_updated": len(change.updated),
+            "products_unchanged": change.unchanged,
+            "events_added": change.events_added,
+            "events_duplicate": change.events_duplicate,
+        }
+        if rebuild:
+            with progress_bars(not json_out) as progress:
+                report = build(s.retrieval_config(), store, progress=progress)
+            result["products_embedded"] = report.embedded
+            result["mf_trained"] = report.trained
+    finally:
+        store.close()
+    if json_out:
+        print_json(result)
+    else:
+        table("Ingested", ["what", "count"], list(result.items()))
+
+
+@events_app.command("add")
+def events_add(
+    shopper: Annotated[str, typer.Option(help="Shopper id.")],
+    product: Annotated[list[str], typer.Option(help="Product id (repeatable).")],
+    kind: Annotated[EventKind, typer.Option(help="Event kind.")] = EventKind.VIEW,
+    timestamp: Annotated[float | None, typer.Option(help="Unix seconds; default now.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Append shopper events durably; the next retrieval for that shopper sees them."""
+    s = settings()
+    store = open_store(s)
+    try:
+        ts = timestamp if timestamp is not None else time.time()
+        ids = store.add_events([Interaction(shopper, p, kind, ts) for p in product])
+    finally:
+        store.close()
+    if json_out:
+        print_json({"event_ids": ids})
+    else:
+        console.print(f"recorded {len(ids)} event(s): ids {', '.join(map(str, ids))}")
+
+
+@app.command()
+def retrieve(
+    user: Annotated[str | None, typer.Option(help="Shopper id.")] = None,
+    recent: Annotated[
+        str | None, typer.Option(help="Anonymous session: comma-separated recent product ids.")
+    ] = None,
+    query: Annotated[str | None, typer.Option(help="Search text.")] = None,
+    k: Annotated[int, typer.Option(min=1, max=200, help="How many candidates.")] = 24,
+    min_price: Annotated[float | None, typer.Option(min=0)] = None,
+    max_price: Annotated[float | None, typer.Option(min=0)] = None,
+    category: Annotated[list[str] | None, typer.Option(help="Keep these categories (any).")] = None,
+    include_out_of_stock: bool = False,
+    diversity: Annotated[float | None, typer.Option(min=0, max=1)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ranked, explained candidates for a shopper or an anonymous session."""
+    if user is None and not recent:
+        raise UsageError("give --user ID or --recent ID,ID,… for an anonymous session")
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise UsageError("--min-price is greater than --max-price")
+    s = settings()
+    store = open_store(s)
+    try:
+        retriever = load_retriever(s.retrieval_config(), store)
+        recent_ids = tuple(r.strip() for r in (recent or "").split(",") if r.strip())
+        unknown = [r for r in recent_ids if r not in retriever.catalog.index]
+        if unknown:
+            raise UsageError(f"--recent names unknown product id(s): {', '.join(unknown[:5])}")
+        result = retriever.retrieve(
+            RetrievalRequest(
+                shopper_id=user,
+                recent_product_ids=recent_ids,
+                query=query,
+                k=k,
+                min_price=min_price,
+                max_price=max_price,
+                categories=tuple(category or ()),
+                in_stock_only=not include_out_of_stock,
+                diversity=diversity,
+            )
+        )
+    finally:
+        store.close()
+    if json_out:
+        print_json(result)
+        return
+    cat = retriever.catalog
+    rows = []
+    for rank, c in enumerate(result.candidates, start=1):
+        p = cat.products[cat.index[c.product_id]]
+        rows.append(
+            [
+                rank,
+                c.product_id,
+                p.title,
+                "/".join(p.categories),
+                f"{p.price:.2f}",
+                "+".join(c.provenance),
+                c.theme or "",
+                _reason_text(c.reason, cat),
+            ]
+        )
+    prof = result.profile
+    table(
+        f"Candidates for {prof.pseudonym} ({prof.events} events; likes "
+        f"{', '.join(prof.top_categories) or 'n/a'})",
+        ["#", "id", "title", "categories", "price", "from", "theme", "why"],
+        rows,
+    )
+    console.print(
+        "timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items())
+    )
+
+
+def _reason_text(reason, catalog) -> str:  # type: ignore[no-untyped-def]
+    def title(pid: str) -> str:
+        return catalog.products[catalog.index[pid]].title if pid in catalog.index else pid
+
+    if reason.code == "similar_to_history" and reason.product_ids:
+        return "like " + " & ".join(title(p) for p in reason.product_ids)
+    if reason.code == "matches_profile" and reason.product_ids:
+        return "similar to " + " & ".join(title(p) for p in reason.product_ids)
+    if reason.code == "matches_query":
+        return f"matches “{reason.query}”"
+    if reason.code == "popular":
+        return f"popular (#{reason.popularity_rank})"
+    return reason.code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; errors a user can fix become one line."""
+    import click
+
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="composer")
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        return 130
+    except (ComposerError, RetrievalError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+@app.command("retrieval-eval")
+def retrieval_eval(
+    max_users: Annotated[int, typer.Option(min=10, help="Shoppers in the full split.")] = 2000,
+    slice_users: Annotated[int, typer.Option(min=10, help="Shoppers per slice.")] = 300,
+    json_out: JsonOpt = False,
+) -> None:
+    """Temporal hold-out: popularity, MF, vector and hybrid on full, cold-start, query slices."""
+    from retrieval.evaluation import EvalWorld, evaluate
+
+    s = settings()
+    store = open_store(s)
+    try:
+        retriever = load_retriever(s.retrieval_config(), store)
+        world = EvalWorld(
+            retriever.catalog, retriever.vector.index, retriever.vector.encoder, s.mf, s.fusion
+        )
+        events = store.all_events()
+        with progress_bars(not json_out) as progress:
+            report = evaluate(
+                world,
+                events,
+                retriever.weights,
+                max_users,
+                slice_users,
+                progress=progress("evaluating", max_users + 2 * slice_users),
+            )
+    finally:
+        store.close()
+    if json_out:
+        print_json(report)
+        return
+    for name, block in (
+        ("Full split", report["methods"]),
+        ("Cold start (3 events)", report["cold_start"]),
+        ("Query naming a genre", report["query"]),
+    ):
+        table(
+            f"{name}: {next(iter(block.values()))['users']} shoppers",
+            ["method", "Recall@10", "Recall@20", "NDCG@10", "coverage"],
+            [
+                [m, v["recall@10"], v["recall@20"], v["ndcg@10"], v["coverage"]]
+                for m, v in block.items()
+            ],
+        )
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    requests: Annotated[int, typer.Option(min=10, help="Timed requests per catalog.")] = 300,
+    catalog_size: Annotated[int, typer.Option(min=1000, help="Generated catalog size.")] = 100_000,
+    json_out: JsonOpt = False,
+) -> None:
+    """Warm retrieval latency p50/p99 by stage: MovieLens-100K and a generated catalog."""
+    from retrieval.benchmark import measure, synthetic_catalog
+
+    s = settings()
+    store = open_store(s)
+    try:
+        retriever = load_retriever(s.retrieval_config(), store)
+        ml = measure(retriever, requests)
+        with progress_bars(not json_out) as progress:
+            big = synthetic_catalog(
+                s.artifacts_dir / "bench" / f"catalog_{catalog_size}",
+                retriever.vector.encoder,
+                size=catalog_size,
+                mf=s.mf,
+                fusion=s.fusion,
+                progress=progress,
+            )
+        large = measure(big, requests)
+    finally:
+        store.close()
+    key = "catalog_100k" if catalog_size == 100_000 else f"catalog_{catalog_size}"
+    report = {"ml100k": ml, key: large}
+    if json_out:
+        print_json(report)
+        return
+    stages = sorted({k for r in report.values() for k in r.stages_ms})
+    table(
+        "Warm retrieval latency (ms)",
+        ["catalog", "p50", "p99", "mean", "popularity-only p50", "ratio", *stages],
+        [
+            [
+                name,
+                r.p50_ms,
+                r.p99_ms,
+                r.mean_ms,
+                r.baseline_p50_ms,
+                r.ratio_vs_baseline,
+                *[r.stages_ms.get(k, 0.0) for k in stages],
+            ]
+            for name, r in report.items()
+        ],
+    )

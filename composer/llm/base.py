@@ -1,0 +1,56 @@
+"""The one seam every LLM backend plugs into."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt; ``json_schema`` constrains decoding when the backend supports it."""
+
+    messages: tuple[ChatMessage, ...]
+    json_schema: dict[str, Any] | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int | None = None
+    n: int = 1
+    # End-of-turn is suppressed until this many tokens exist (vLLM's ``min_tokens``); lets a
+    # benchmark make runs produce equal lengths.
+    min_tokens: int = 0
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: int
+    finish_reason: str = "stop"  # "stop" | "length"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class LLMError(Exception):
+    """A backend failed to produce text (down, timed out, refused); the caller falls back."""
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    name: str
+    model: str
+    supports_schema: bool
+    can_stream: bool
+
+    def generate(self, request: GenerationRequest) -> list[Generation]:
+        """``request.n`` completions, each a full text."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Text deltas of one completion as they are decoded."""
+        ...

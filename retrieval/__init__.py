@@ -1,0 +1,68 @@
+"""Retrieval: catalog and events, embeddings and Chroma, MF, fusion, evaluation.
+
+Never imports ``composer``; the composer sees only :class:`CandidateSet` and friends.
+"""
+
+from retrieval.build import BuildReport, build
+from retrieval.candidates import (
+    Candidate,
+    CandidateSet,
+    Provenance,
+    Reason,
+    ShopperProfile,
+    SourceHit,
+    Theme,
+)
+from retrieval.catalog_view import CandidateFilter, CatalogView
+from retrieval.config import RetrievalConfig
+from retrieval.context import HistoryItem, ShopperContext
+from retrieval.embeddings import Encoder
+from retrieval.errors import (
+    DataFetchError,
+    IngestError,
+    NotBuiltError,
+    RetrievalError,
+    UnknownProductError,
+)
+from retrieval.ingest import read_catalog, read_interactions
+from retrieval.loader import load_retriever
+from retrieval.params import FusionParams, MFParams
+from retrieval.records import EventKind, Interaction, Product, Shopper
+from retrieval.retriever import RetrievalRequest, Retriever
+from retrieval.store import CatalogChange, Store
+
+__all__ = [
+    "BuildReport",
+    "Candidate",
+    "CandidateFilter",
+    "CandidateSet",
+    "CatalogChange",
+    "CatalogView",
+    "DataFetchError",
+    "Encoder",
+    "EventKind",
+    "FusionParams",
+    "HistoryItem",
+    "IngestError",
+    "Interaction",
+    "MFParams",
+    "NotBuiltError",
+    "Product",
+    "Provenance",
+    "Reason",
+    "RetrievalConfig",
+    "RetrievalError",
+    "RetrievalRequest",
+    "Retriever",
+    "Shopper",
+    "ShopperContext",
+    "ShopperProfile",
+    "SourceHit",
+    "Store",
+    "Theme",
+    "UnknownProductError",
+    "build",
+    "load_retriever",
+    "read_catalog",
+    "read_interactions",
+]

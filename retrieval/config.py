@@ -1,0 +1,45 @@
+"""Where retrieval keeps its state and how it is tuned; built from the composer's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retrieval.embeddings import PACKAGED_MODEL
+from retrieval.params import FusionParams, MFParams
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    artifacts_dir: Path
+    database_url: str
+    chroma_path: Path
+    chroma_url: str | None = None
+    embedding_model: str = PACKAGED_MODEL
+    mf: MFParams = field(default_factory=MFParams)
+    fusion: FusionParams = field(default_factory=FusionParams)
+    pseudonym_salt: str = "page-composer"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.artifacts_dir / "index"
+
+    @property
+    def embeddings_file(self) -> Path:
+        return self.index_dir / "embeddings.npz"
+
+    @property
+    def mf_dir(self) -> Path:
+        return self.index_dir / "mf"
+
+    @property
+    def popularity_file(self) -> Path:
+        return self.index_dir / "popularity.npz"
+
+    @property
+    def fusion_file(self) -> Path:
+        return self.index_dir / "fusion.json"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.index_dir / "manifest.json"

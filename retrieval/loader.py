@@ -1,0 +1,55 @@
+"""Bring a built retrieval stack up for serving."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from retrieval.build import load_embeddings, open_vector_index
+from retrieval.catalog_view import CatalogView
+from retrieval.config import RetrievalConfig
+from retrieval.embeddings import Encoder
+from retrieval.errors import NotBuiltError
+from retrieval.mf import MFModel
+from retrieval.retriever import DEFAULT_WEIGHTS, Retriever
+from retrieval.sources import MFSource, PopularitySource, VectorSource
+from retrieval.store import Store
+
+
+def load_retriever(
+    config: RetrievalConfig, store: Store, encoder: Encoder | None = None
+) -> Retriever:
+    """A retriever over the current catalog; fails with a set-up hint if nothing is built."""
+    products = store.products()
+    if not products:
+        raise NotBuiltError("the catalog is empty; run `composer setup` or `composer ingest`")
+    ids, _hashes, vectors = load_embeddings(config)
+    position = {pid: i for i, pid in enumerate(ids)}
+    if any(p.product_id not in position for p in products):
+        raise NotBuiltError(
+            "the vector index is older than the catalog; run `composer setup` to update it"
+        )
+    embeddings = vectors[[position[p.product_id] for p in products]]
+    catalog = CatalogView(products, embeddings)
+    model = MFModel.load(config.mf_dir)
+    pop = np.load(config.popularity_file)
+    pop_by_id = dict(zip(pop["ids"].tolist(), pop["scores"].tolist(), strict=True))
+    popularity = np.asarray([pop_by_id.get(pid, 0.0) for pid in catalog.ids], dtype=np.float32)
+    tuned = json.loads(config.fusion_file.read_text()) if config.fusion_file.is_file() else {}
+    now = store.last_event_time() or 0.0
+    return Retriever(
+        catalog=catalog,
+        mf=MFSource(model, catalog),
+        vector=VectorSource(
+            open_vector_index(config), encoder or Encoder(config.embedding_model), catalog
+        ),
+        popular=PopularitySource(popularity, catalog),
+        fusion=config.fusion,
+        mf_params=config.mf,
+        weights={**DEFAULT_WEIGHTS, **tuned},
+        store=store,
+        salt=config.pseudonym_salt,
+        # The data's own clock: MovieLens ends in 1998, and "days since" should say so.
+        now=now,
+    )

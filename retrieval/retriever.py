@@ -1,0 +1,251 @@
+"""One retrieval request: sources → fusion → filters → de-duplication → diversity → themes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrieval.candidates import (
+    Candidate,
+    CandidateSet,
+    Provenance,
+    Reason,
+)
+from retrieval.catalog_view import CandidateFilter, CatalogView
+from retrieval.context import HistoryItem, ShopperContext
+from retrieval.diversity import mmr
+from retrieval.fusion import Contributions, Fused, contributions, fuse, ranked_positions
+from retrieval.mf import event_weight
+from retrieval.params import FusionParams, MFParams
+from retrieval.profile import build_profile
+from retrieval.records import EventKind
+from retrieval.sources import MFSource, PopularitySource, SourceResult, VectorSource
+from retrieval.store import Store
+from retrieval.themes import group_into_themes
+
+COLD_START_EVENTS = 5  # fewer history events than this is a cold-start shopper
+
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "warm": {"mf": 1.0, "vector": 0.3, "popular": 0.2},
+    "cold": {"mf": 0.6, "vector": 0.6, "popular": 0.4},
+    "query": {"mf": 0.4, "vector": 1.0, "popular": 0.1},
+}
+
+
+def context_bucket(ctx: ShopperContext) -> str:
+    if ctx.query:
+        return "query"
+    return "cold" if len(ctx.history) < COLD_START_EVENTS else "warm"
+
+
+@dataclass(frozen=True)
+class RetrievalRequest:
+    shopper_id: str | None = None
+    recent_product_ids: tuple[str, ...] = ()
+    query: str | None = None
+    k: int = 24
+    min_price: float | None = None
+    max_price: float | None = None
+    categories: tuple[str, ...] = ()
+    in_stock_only: bool = True
+    exclude_purchased: bool = True
+    diversity: float | None = None  # None: the configured default
+    max_themes: int = 4
+
+
+@dataclass
+class Retriever:
+    catalog: CatalogView
+    mf: MFSource | None
+    vector: VectorSource | None
+    popular: PopularitySource
+    fusion: FusionParams = field(default_factory=FusionParams)
+    mf_params: MFParams = field(default_factory=MFParams)
+    weights: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: DEFAULT_WEIGHTS)
+    store: Store | None = None
+    salt: str = "page-composer"
+    now: float = field(default_factory=time.time)
+
+    # -- shopper context ------------------------------------------------------------------
+
+    def context_for(self, request: RetrievalRequest) -> ShopperContext:
+        """History from the event store (known shopper) or the session's recent items."""
+        history: list[HistoryItem] = []
+        needs_fold_in = True
+        if request.shopper_id is not None and self.store is not None:
+            events = self.store.events_for(request.shopper_id)
+            history = [
+                HistoryItem(
+                    e.product_id,
+                    event_weight(e.kind, e.value, self.mf_params),
+                    e.timestamp,
+                    e.kind in (EventKind.PURCHASE, EventKind.RATING),
+                )
+                for e in events
+            ]
+            watermark = self.mf.model.trained_through_event if self.mf else 0
+            known = self.mf is not None and request.shopper_id in self.mf.model.user_index
+            needs_fold_in = not known or any(e.event_id > watermark for e in events)
+        now = self.now
+        for pid in request.recent_product_ids:
+            history.append(
+                HistoryItem(pid, event_weight(EventKind.VIEW, None, self.mf_params), now, False)
+            )
+        return ShopperContext(
+            request.shopper_id, tuple(history), request.query or None, needs_fold_in
+        )
+
+    # -- retrieval ------------------------------------------------------------------------
+
+    def retrieve(self, request: RetrievalRequest) -> CandidateSet:
+        t0 = time.perf_counter()
+        ctx = self.context_for(request)
+        timings = {"context": (time.perf_counter() - t0) * 1000}
+        return self.retrieve_for(ctx, request, timings)
+
+    def filter_for(self, ctx: ShopperContext, request: RetrievalRequest) -> CandidateFilter:
+        return CandidateFilter(
+            min_price=request.min_price,
+            max_price=request.max_price,
+            categories=request.categories,
+            in_stock_only=request.in_stock_only,
+            exclude_ids=ctx.purchased_ids() if request.exclude_purchased else frozenset(),
+        )
+
+    def source_results(
+        self, ctx: ShopperContext, f: CandidateFilter, timings: dict[str, float]
+    ) -> list[SourceResult]:
+        pool = self.fusion.pool
+        results = []
+        for name, source in (("mf", self.mf), ("vector", self.vector), ("popular", self.popular)):
+            if source is None:
+                continue
+            t = time.perf_counter()
+            results.append(source.candidates(ctx, pool, f))
+            timings[name] = (time.perf_counter() - t) * 1000
+        return results
+
+    def fuse(
+        self,
+        ctx: ShopperContext,
+        results: list[SourceResult],
+        weights: Mapping[str, float] | None = None,
+    ) -> list[Fused]:
+        if weights is None:
+            bucket = context_bucket(ctx)
+            weights = self.weights.get(bucket, DEFAULT_WEIGHTS[bucket])
+        return fuse(results, weights, self.fusion.method, self.fusion.rrf_k)
+
+    def retrieve_for(
+        self,
+        ctx: ShopperContext,
+        request: RetrievalRequest,
+        timings: dict[str, float] | None = None,
+        results: list[SourceResult] | None = None,
+    ) -> CandidateSet:
+        """Retrieval for a prepared context; ``results`` lets evaluation reuse source output."""
+        timings = timings if timings is not None else {}
+        f = self.filter_for(ctx, request)
+        if results is None:
+            results = self.source_results(ctx, f, timings)
+        t = time.perf_counter()
+        fused = self.fuse(ctx, results)
+        timings["fusion"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        fused = self._dedup(fused, ctx)
+        strength = self.fusion.diversity if request.diversity is None else request.diversity
+        picked = self._diversify(fused, request.k, strength)
+        timings["diversity"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        provenance = {r.name: r.provenance for r in results}
+        profile = build_profile(ctx, self.catalog, self.salt, self.now, known=not ctx.needs_fold_in)
+        products = [self.catalog.products[self.catalog.index[c.product_id]] for c in picked]
+        themes = group_into_themes(
+            products, max_themes=request.max_themes, preferred=profile.top_categories
+        )
+        theme_of = {pid: th.name for th in themes for pid in th.product_ids}
+        candidates = tuple(
+            Candidate(
+                product_id=c.product_id,
+                score=round(c.score, 6),
+                provenance=tuple(provenance[s] for s in c.hits),
+                sources=c.hits,
+                reason=self._reason(c, ctx, provenance),
+                theme=theme_of.get(c.product_id),
+            )
+            for c in picked
+        )
+        timings["explain"] = (time.perf_counter() - t) * 1000
+        return CandidateSet(candidates, tuple(themes), profile, ctx.query, timings)
+
+    def contributions(self, results: list[SourceResult]) -> Contributions:
+        return contributions(results, self.fusion.method, self.fusion.rrf_k)
+
+    def fused_ids(
+        self, ctx: ShopperContext, c: Contributions, weights: Mapping[str, float], k: int
+    ) -> list[str]:
+        """Fusion and de-duplication only: the cheap ranking that weight tuning scores."""
+        seen = self._purchased_keys(ctx)
+        out: list[str] = []
+        for i in ranked_positions(c.scores(weights)):
+            key = self.catalog.dedup_keys[self.catalog.index[c.ids[i]]]
+            if key not in seen:
+                seen.add(key)
+                out.append(c.ids[i])
+                if len(out) == k:
+                    break
+        return out
+
+    def _purchased_keys(self, ctx: ShopperContext) -> set[str]:
+        return {
+            self.catalog.dedup_keys[self.catalog.index[pid]]
+            for pid in ctx.purchased_ids()
+            if pid in self.catalog.index
+        }
+
+    def _dedup(self, fused: list[Fused], ctx: ShopperContext) -> list[Fused]:
+        seen = self._purchased_keys(ctx)
+        out = []
+        for c in fused:
+            key = self.catalog.dedup_keys[self.catalog.index[c.product_id]]
+            if key not in seen:
+                seen.add(key)
+                out.append(c)
+        return out
+
+    def _diversify(self, fused: list[Fused], k: int, strength: float) -> list[Fused]:
+        # MMR looks a few times deeper than k; deeper adds cost without changing the picks.
+        head = fused[: max(k * 3, k)]
+        if strength <= 0 or self.catalog.embeddings is None or len(head) <= 1:
+            return head[:k]
+        emb = self.catalog.embeddings[[self.catalog.index[c.product_id] for c in head]]
+        order = mmr([c.score for c in head], emb, k, strength)
+        return [head[i] for i in order]
+
+    def _reason(
+        self, c: Fused, ctx: ShopperContext, provenance: Mapping[str, Provenance]
+    ) -> Reason:
+        # The source that ranked the product best explains it.
+        best = min(c.hits, key=lambda s: c.hits[s].rank)
+        if best == "mf" and self.mf is not None:
+            because = self.mf.item_affinity(c.product_id, ctx.history_ids()[-50:])[:2]
+            return Reason("similar_to_history", tuple(because))
+        if best == "vector":
+            if ctx.query:
+                return Reason("matches_query", query=ctx.query)
+            return Reason("matches_profile", tuple(self._closest_history(c.product_id, ctx)))
+        rank = self.popular.rank_of.get(c.product_id)
+        return Reason("popular", popularity_rank=rank)
+
+    def _closest_history(self, product_id: str, ctx: ShopperContext) -> list[str]:
+        emb = self.catalog.embeddings
+        hist = [self.catalog.index[p] for p in ctx.history_ids()[-50:] if p in self.catalog.index]
+        if emb is None or not hist:
+            return []
+        sims = emb[hist] @ emb[self.catalog.index[product_id]]
+        return [self.catalog.ids[hist[i]] for i in np.argsort(-sims)[:2]]

@@ -1,0 +1,356 @@
+"""The shop's data-access layer: catalog, shoppers and events behind SQLAlchemy Core.
+
+SQLite (WAL) by default; the same code runs against PostgreSQL by changing the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from retrieval.errors import UnknownProductError
+from retrieval.records import EventKind, Interaction, Product, Shopper
+
+metadata = sa.MetaData()
+
+products_table = sa.Table(
+    "products",
+    metadata,
+    sa.Column("product_id", sa.String(128), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("categories", sa.Text, nullable=False),  # JSON list
+    sa.Column("price", sa.Float, nullable=False),
+    sa.Column("in_stock", sa.Boolean, nullable=False),
+    sa.Column("year", sa.Integer),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("image_url", sa.Text),
+    sa.Column("url", sa.Text),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+shoppers_table = sa.Table(
+    "shoppers",
+    metadata,
+    sa.Column("shopper_id", sa.String(128), primary_key=True),
+    sa.Column("attributes", sa.Text, nullable=False),  # JSON object
+)
+
+events_table = sa.Table(
+    "events",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("shopper_id", sa.String(128), nullable=False, index=True),
+    sa.Column(
+        "product_id",
+        sa.String(128),
+        sa.ForeignKey("products.product_id"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("value", sa.Float),
+)
+
+meta_table = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+sa.Index(
+    "events_identity",
+    events_table.c.shopper_id,
+    events_table.c.product_id,
+    events_table.c.kind,
+    events_table.c.ts,
+)
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    """What an upsert did, so the vector index touches only changed products."""
+
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: int = 0
+    events_added: int = 0
+    events_duplicate: int = 0
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        return self.added + self.updated
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: int
+    shopper_id: str
+    product_id: str
+    kind: EventKind
+    timestamp: float
+    value: float | None
+
+
+def _row_to_product(row: sa.Row) -> Product:
+    return Product(
+        product_id=row.product_id,
+        title=row.title,
+        categories=tuple(json.loads(row.categories)),
+        price=float(row.price),
+        in_stock=bool(row.in_stock),
+        year=row.year,
+        description=row.description,
+        image_url=row.image_url,
+        url=row.url,
+    )
+
+
+def _product_values(p: Product) -> dict[str, object]:
+    return {
+        "product_id": p.product_id,
+        "title": p.title,
+        "categories": json.dumps(list(p.categories), ensure_ascii=False),
+        "price": round(p.price, 2),
+        "in_stock": p.in_stock,
+        "year": p.year,
+        "description": p.description,
+        "image_url": p.image_url,
+        "url": p.url,
+        "updated_at": time.time(),
+    }
+
+
+class Store:
+    """Catalog, shoppers and events. Every write is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        products: Sequence[Product] = (),
+        interactions: Sequence[Interaction] = (),
+        shoppers: Sequence[Shopper] = (),
+        meta: dict[str, str] | None = None,
+    ) -> CatalogChange:
+        """Upsert products and shoppers and append new interactions, all or nothing.
+
+        An interaction identical to a stored one (shopper, product, kind, time) is skipped, so
+        re-ingesting the same file does not double the history.
+        """
+        with self.engine.begin() as conn:
+            change = self._upsert_products(conn, products)
+            self._upsert_shoppers(conn, shoppers)
+            fresh = self._drop_known_events(conn, interactions)
+            self._append_events(conn, fresh)
+            for key, value in (meta or {}).items():
+                conn.execute(meta_table.delete().where(meta_table.c.key == key))
+                conn.execute(meta_table.insert().values(key=key, value=value))
+        return CatalogChange(
+            change.added,
+            change.updated,
+            change.unchanged,
+            events_added=len(fresh),
+            events_duplicate=len(interactions) - len(fresh),
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == key)
+            ).scalar()
+
+    def _drop_known_events(
+        self, conn: Connection, interactions: Sequence[Interaction]
+    ) -> list[Interaction]:
+        shoppers = sorted({i.shopper_id for i in interactions})
+        known: set[tuple[str, str, str, float]] = set()
+        for chunk in _chunks(shoppers, 500):
+            rows = conn.execute(
+                sa.select(
+                    events_table.c.shopper_id,
+                    events_table.c.product_id,
+                    events_table.c.kind,
+                    events_table.c.ts,
+                ).where(events_table.c.shopper_id.in_(chunk))
+            )
+            known.update((r[0], r[1], r[2], r[3]) for r in rows)
+        fresh, batch = [], set()
+        for i in interactions:
+            key = (i.shopper_id, i.product_id, i.kind.value, i.timestamp)
+            if key not in known and key not in batch:
+                batch.add(key)
+                fresh.append(i)
+        return fresh
+
+    def add_events(self, interactions: Sequence[Interaction]) -> list[int]:
+        """Append shopper events durably; returns their event ids."""
+        with self.engine.begin() as conn:
+            return self._append_events(conn, interactions)
+
+    def _upsert_products(self, conn: Connection, products: Sequence[Product]) -> CatalogChange:
+        if not products:
+            return CatalogChange()
+        existing: dict[str, Product] = {}
+        ids = [p.product_id for p in products]
+        for chunk in _chunks(ids, 500):
+            rows = conn.execute(
+                sa.select(products_table).where(products_table.c.product_id.in_(chunk))
+            )
+            existing.update({r.product_id: _row_to_product(r) for r in rows})
+        added, updated, unchanged = [], [], 0
+        inserts, updates = [], []
+        for p in products:
+            old = existing.get(p.product_id)
+            if old is None:
+                added.append(p.product_id)
+                inserts.append(_product_values(p))
+            elif old.content_key() != p.content_key():
+                updated.append(p.product_id)
+                updates.append(_product_values(p))
+            else:
+                unchanged += 1
+        if inserts:
+            conn.execute(products_table.insert(), inserts)
+        if updates:
+            stmt = (
+                products_table.update()
+                .where(products_table.c.product_id == sa.bindparam("pid"))
+                .values({c: sa.bindparam(c) for c in updates[0] if c != "product_id"})
+            )
+            conn.execute(stmt, [{**u, "pid": u["product_id"]} for u in updates])
+        return CatalogChange(tuple(added), tuple(updated), unchanged)
+
+    def _upsert_shoppers(self, conn: Connection, shoppers: Sequence[Shopper]) -> None:
+        for chunk in _chunks(list(shoppers), 500):
+            ids = [s.shopper_id for s in chunk]
+            conn.execute(shoppers_table.delete().where(shoppers_table.c.shopper_id.in_(ids)))
+            conn.execute(
+                shoppers_table.insert(),
+                [
+                    {"shopper_id": s.shopper_id, "attributes": json.dumps(s.attributes)}
+                    for s in chunk
+                ],
+            )
+
+    def _append_events(self, conn: Connection, interactions: Sequence[Interaction]) -> list[int]:
+        if not interactions:
+            return []
+        wanted = {i.product_id for i in interactions}
+        known: set[str] = set()
+        for chunk in _chunks(sorted(wanted), 500):
+            known.update(
+                conn.execute(
+                    sa.select(products_table.c.product_id).where(
+                        products_table.c.product_id.in_(chunk)
+                    )
+                ).scalars()
+            )
+        missing = wanted - known
+        if missing:
+            raise UnknownProductError(sorted(missing))
+        result = conn.execute(
+            events_table.insert().returning(events_table.c.event_id, sort_by_parameter_order=True),
+            [
+                {
+                    "shopper_id": i.shopper_id,
+                    "product_id": i.product_id,
+                    "kind": i.kind.value,
+                    "ts": i.timestamp,
+                    "value": i.value,
+                }
+                for i in interactions
+            ],
+        )
+        return list(result.scalars())
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def products(self) -> list[Product]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(products_table).order_by(products_table.c.product_id))
+            return [_row_to_product(r) for r in rows]
+
+    def product(self, product_id: str) -> Product | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(products_table).where(products_table.c.product_id == product_id)
+            ).first()
+            return _row_to_product(row) if row else None
+
+    def product_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(products_table.c.product_id)).scalars())
+
+    def shopper(self, shopper_id: str) -> Shopper | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(shoppers_table).where(shoppers_table.c.shopper_id == shopper_id)
+            ).first()
+            return Shopper(row.shopper_id, json.loads(row.attributes)) if row else None
+
+    def events_for(self, shopper_id: str) -> list[StoredEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(events_table)
+                .where(events_table.c.shopper_id == shopper_id)
+                .order_by(events_table.c.ts, events_table.c.event_id)
+            )
+            return [_row_to_event(r) for r in rows]
+
+    def all_events(self) -> list[StoredEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(events_table).order_by(events_table.c.event_id))
+            return [_row_to_event(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(events_table.c.event_id))).scalar() or 0
+
+    def last_event_time(self) -> float | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(events_table.c.ts))).scalar()
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0
+                for name, table in (
+                    ("products", products_table),
+                    ("shoppers", shoppers_table),
+                    ("events", events_table),
+                )
+            }
+
+
+def _row_to_event(r: sa.Row) -> StoredEvent:
+    return StoredEvent(r.event_id, r.shopper_id, r.product_id, EventKind(r.kind), r.ts, r.value)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    # WAL + NORMAL survives process crashes; FULL also survives power loss.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,46 @@
+"""Group candidates into a few themes (by category) that a page can turn into sections."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from retrieval.candidates import Theme
+from retrieval.records import Product
+
+TOP_PICKS = "Top picks"
+
+
+def group_into_themes(
+    ranked: Sequence[Product],
+    max_themes: int = 4,
+    min_size: int = 3,
+    max_size: int = 8,
+    preferred: Sequence[str] = (),
+) -> list[Theme]:
+    """Each product goes to the best-ranked theme it fits; leftovers become 'Top picks'.
+
+    Categories the shopper prefers and categories common among the candidates make themes;
+    the first theme always holds the strongest candidates.
+    """
+    if not ranked:
+        return []
+    counts = Counter(c for p in ranked for c in p.categories)
+    bonus = {c: len(preferred) - i for i, c in enumerate(preferred)}
+    order = sorted(counts, key=lambda c: (-(counts[c] + 2 * bonus.get(c, 0)), c))
+    chosen = [c for c in order if counts[c] >= min_size][: max_themes - 1]
+    groups: dict[str, list[str]] = {c: [] for c in chosen}
+    top: list[str] = []
+    for p in ranked:
+        # The strongest few always lead the page, whatever their category.
+        if len(top) < min_size:
+            top.append(p.product_id)
+            continue
+        fits = [c for c in chosen if c in p.categories and len(groups[c]) < max_size]
+        if fits:
+            groups[fits[0]].append(p.product_id)
+        elif len(top) < max_size:
+            top.append(p.product_id)
+    themes = [Theme(TOP_PICKS, None, tuple(top))]
+    themes += [Theme(c, c, tuple(ids)) for c, ids in groups.items() if len(ids) >= min_size]
+    return themes

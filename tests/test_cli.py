@@ -1,0 +1,140 @@
+"""The `composer` program end to end on the real MovieLens shop: JSON shapes, idempotent
+set-up, events, evaluation and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BuiltShop
+
+from composer.cli import run
+
+
+@pytest.fixture
+def on_ml_shop(ml_shop: BuiltShop, monkeypatch: pytest.MonkeyPatch) -> BuiltShop:
+    monkeypatch.setenv("COMPOSER_ARTIFACTS_DIR", str(ml_shop.settings.artifacts_dir))
+    monkeypatch.setenv("COMPOSER_FUSION__TUNE", "false")
+    return ml_shop
+
+
+def json_of(capsys, argv: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    code = run(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def test_setup_again_with_nothing_changed_is_fast_and_does_nothing(
+    on_ml_shop: BuiltShop,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    t = time.perf_counter()
+    report = json_of(capsys, ["setup", "--json"])
+    elapsed = time.perf_counter() - t
+    assert report["seeded"] is False
+    assert report["build"]["embedded"] == 0 and report["build"]["trained"] is False
+    assert report["counts"]["products"] == 1682 and report["counts"]["shoppers"] == 943
+    assert report["counts"]["events"] >= 100_000
+    # Not a timing assertion on speed, a check that nothing heavy ran: no model was loaded,
+    # which alone takes longer than this on any machine.
+    assert elapsed < 30
+
+
+def test_retrieve_json_shape(on_ml_shop: BuiltShop, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = json_of(capsys, ["retrieve", "--user", "196", "--k", "8", "--json"])
+    assert len(out["candidates"]) == 8
+    c = out["candidates"][0]
+    assert set(c) >= {"product_id", "score", "provenance", "sources", "reason", "theme"}
+    assert set(out["timings_ms"]) >= {"context", "mf", "vector", "popular", "fusion"}
+    anon = json_of(capsys, ["retrieve", "--recent", "1,71,95", "--query", "cartoon", "--json"])
+    assert anon["profile"]["pseudonym"] == "anonymous" and anon["query"] == "cartoon"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["retrieve"], "give --user ID or --recent"),
+        (["retrieve", "--recent", "1,nope"], "unknown product id(s): nope"),
+        (["retrieve", "--user", "1", "--min-price", "9", "--max-price", "3"], "greater than"),
+    ],
+)
+def test_retrieve_usage_errors_are_one_line(
+    on_ml_shop: BuiltShop,
+    capsys,
+    argv: list[str],
+    message: str,  # type: ignore[no-untyped-def]
+) -> None:
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_events_add_is_seen_by_the_next_retrieval(
+    on_ml_shop: BuiltShop,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    before = json_of(capsys, ["retrieve", "--user", "cli-shopper", "--json"])
+    added = json_of(
+        capsys,
+        [
+            "events",
+            "add",
+            "--shopper",
+            "cli-shopper",
+            "--product",
+            "181",
+            "--product",
+            "172",
+            "--kind",
+            "purchase",
+            "--json",
+        ],
+    )
+    assert len(added["event_ids"]) == 2
+    after = json_of(capsys, ["retrieve", "--user", "cli-shopper", "--json"])
+    assert after["profile"]["events"] == 2
+    assert [c["product_id"] for c in after["candidates"]] != [
+        c["product_id"] for c in before["candidates"]
+    ]
+    assert "181" not in [c["product_id"] for c in after["candidates"]]
+    assert run(["events", "add", "--shopper", "x", "--product", "nope"]) == 2
+    assert "unknown product id(s): nope" in capsys.readouterr().err
+
+
+def test_unbuilt_artifacts_give_a_setup_hint(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run(["retrieve", "--user", "1"]) == 2
+    assert "composer setup" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_retrieval_eval_json_shape_and_ordering(
+    on_ml_shop: BuiltShop,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    out = json_of(
+        capsys, ["retrieval-eval", "--max-users", "300", "--slice-users", "100", "--json"]
+    )
+    assert set(out) == {"methods", "cold_start", "query"}
+    for block in out.values():
+        assert set(block) == {"popularity", "mf", "vector", "hybrid"}
+        for metrics in block.values():
+            assert set(metrics) >= {"recall@10", "recall@20", "ndcg@10", "coverage"}
+            assert 0 <= metrics["ndcg@10"] <= 1
+    # Personalisation must beat popularity clearly, and a query must steer the hybrid.
+    assert out["methods"]["mf"]["ndcg@10"] > 1.2 * out["methods"]["popularity"]["ndcg@10"]
+    assert out["query"]["hybrid"]["ndcg@10"] > out["query"]["mf"]["ndcg@10"]
+
+
+@pytest.mark.slow
+def test_bench_retrieval_json_shape(on_ml_shop: BuiltShop, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = json_of(
+        capsys, ["bench", "retrieval", "--requests", "20", "--catalog-size", "3000", "--json"]
+    )
+    assert set(out) == {"ml100k", "catalog_3000"}
+    for r in out.values():
+        assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"]
+        assert r["ratio_vs_baseline"] > 0
+        assert {"mf", "vector", "fusion"} <= set(r["stages_ms"])

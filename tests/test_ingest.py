@@ -1,0 +1,208 @@
+"""Ingest through the CLI on real SQLite and Chroma: good files in three formats, and bad
+files rejected with one readable line while the store stays exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from composer.cli import run
+from retrieval.ingest import read_catalog
+from retrieval.vector_index import ChromaIndex
+
+CATALOG_CSV = """product_id,title,categories,price,in_stock,year,description
+p1,Trail Tent,Outdoor|Camping,129.00,true,2021,Two-person tent for long hikes
+p2,Camp Stove,Outdoor|Cooking,49.50,1,2020,Folding gas stove
+p3,Espresso Maker,Kitchen,89.99,false,2019,Stovetop espresso pot
+p4,Chef Knife,Kitchen|Cooking,59.00,yes,,Forged steel knife
+p5,Hiking Boots,Outdoor|Shoes,139.00,true,2022,Waterproof leather boots
+"""
+EVENTS_CSV = """shopper_id,product_id,kind,timestamp,value
+s1,p1,purchase,1700000000,
+s1,p2,view,2023-11-15T10:00:00Z,
+s2,p3,cart,1700000500,
+s2,p4,purchase,1700000600,5
+"""
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def db_snapshot(artifacts: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(artifacts / "shop.db")
+    try:
+        return {
+            t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall())
+            for t in ("products", "events", "shoppers")
+        }
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def small_shop(tmp_path: Path, isolated_settings: Path, capsys) -> Path:  # type: ignore[no-untyped-def]
+    cat = write(tmp_path / "catalog.csv", CATALOG_CSV)
+    ev = write(tmp_path / "events.csv", EVENTS_CSV)
+    code = run(["ingest", "--catalog", str(cat), "--interactions", str(ev), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["products_added"] == 5 and result["events_added"] == 4
+    assert result["products_embedded"] == 5
+    return isolated_settings
+
+
+def test_csv_jsonl_parquet_give_the_same_products(tmp_path: Path) -> None:
+    csv_products = read_catalog(write(tmp_path / "c.csv", CATALOG_CSV))
+    rows = [
+        {
+            "product_id": p.product_id,
+            "title": p.title,
+            "categories": list(p.categories),
+            "price": p.price,
+            "in_stock": p.in_stock,
+            "year": p.year,
+            "description": p.description,
+        }
+        for p in csv_products
+    ]
+    jsonl = write(tmp_path / "c.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c.parquet")
+    assert read_catalog(jsonl) == csv_products
+    assert read_catalog(tmp_path / "c.parquet") == csv_products
+    assert csv_products[0].categories == ("Outdoor", "Camping")
+    assert csv_products[2].in_stock is False
+    assert csv_products[3].year is None
+
+
+BAD_CATALOGS = {
+    "missing column": (
+        "product_id,price\np9,3.0\n",
+        "line 2: missing required column(s) title",
+    ),
+    "wrong type": (
+        "product_id,title,price\np9,Lamp,3.0\np10,Desk,cheap\n",
+        "line 3, field 'price': expected a number, got 'cheap'",
+    ),
+    "duplicate id": (
+        "product_id,title\np9,Lamp\np10,Desk\np9,Chair\n",
+        "line 4, field 'product_id': duplicate id 'p9' (first seen on line 2)",
+    ),
+    "empty file": ("", "file is empty"),
+    "header only": ("product_id,title\n", "header only, no rows"),
+    "negative price": (
+        "product_id,title,price\np9,Lamp,-1\n",
+        "line 2, field 'price': must be at least 0, got -1",
+    ),
+    "bad stock flag": (
+        "product_id,title,in_stock\np9,Lamp,maybe\n",
+        "line 2, field 'in_stock': expected true/false or 1/0, got 'maybe'",
+    ),
+    "wrong encoding": (
+        "product_id,title\np9,Caf\xe9 chair\n".encode("latin-1"),
+        "line 2: not valid UTF-8",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CATALOGS))
+def test_bad_catalog_is_rejected_with_file_line_field_and_nothing_changes(
+    case: str,
+    small_shop: Path,
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    content, expected = BAD_CATALOGS[case]
+    before = db_snapshot(small_shop)
+    bad = write(tmp_path / "bad.csv", content)
+    code = run(["ingest", "--catalog", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: {bad}")
+    assert expected in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert db_snapshot(small_shop) == before
+
+
+BAD_EVENTS = {
+    "unknown product": (
+        "shopper_id,product_id,timestamp\ns1,p1,1700000000\ns1,p404,1700000001\n",
+        "line 3, field 'product_id': unknown product 'p404': not in the catalog",
+    ),
+    "bad timestamp": (
+        "shopper_id,product_id,timestamp\ns1,p1,yesterday\n",
+        "line 2, field 'timestamp': expected Unix seconds or an ISO 8601 date-time",
+    ),
+    "bad kind": (
+        "shopper_id,product_id,timestamp,kind\ns1,p1,1700000000,like\n",
+        "line 2, field 'kind': unknown kind 'like'; use one of: view, cart, purchase, rating",
+    ),
+    "bad json line": (
+        '{"shopper_id": "s1", "product_id": "p1", "timestamp": 1}\n{"shopper_id": \n',
+        "line 2: invalid JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EVENTS))
+def test_bad_interactions_are_rejected_and_the_catalog_in_the_same_call_is_not_written(
+    case: str,
+    small_shop: Path,
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    content, expected = BAD_EVENTS[case]
+    before = db_snapshot(small_shop)
+    suffix = ".jsonl" if "json" in case else ".csv"
+    bad = write(tmp_path / f"bad{suffix}", content)
+    # A valid, changed catalog in the same call must not be half-applied.
+    new_cat = write(tmp_path / "new.csv", CATALOG_CSV.replace("Trail Tent", "Trail Tent XL"))
+    code = run(["ingest", "--catalog", str(new_cat), "--interactions", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err
+    assert db_snapshot(small_shop) == before
+
+
+def test_reingest_updates_only_what_changed_in_store_and_index(
+    small_shop: Path,
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    changed = CATALOG_CSV.replace("Trail Tent,", "Trail Tent XL,").replace("49.50", "44.00")
+    changed += "p6,Water Filter,Outdoor,35.00,true,2023,Pump filter\n"
+    cat = write(tmp_path / "catalog2.csv", changed)
+    assert run(["ingest", "--catalog", str(cat), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["products_added"] == 1
+    assert result["products_updated"] == 2  # p1 title, p2 price
+    assert result["products_unchanged"] == 3
+    # Only the new product and the retitled one change their embedded text; a price change
+    # updates the store but needs no new embedding.
+    assert result["products_embedded"] == 2
+    index = ChromaIndex(path=small_shop / "chroma")
+    meta = index.collection.get(ids=["p2"], include=["metadatas"])["metadatas"][0]
+    assert meta["price"] == pytest.approx(44.0)  # filters in Chroma see the new price
+    assert index.count() == 6
+
+    # Same file again: nothing to do anywhere; same events again: no duplicates.
+    ev = write(tmp_path / "events.csv", EVENTS_CSV)
+    assert run(["ingest", "--catalog", str(cat), "--interactions", str(ev), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["products_updated"] == 0 and again["products_embedded"] == 0
+    assert again["events_added"] == 0 and again["events_duplicate"] == 4
+
+
+def test_ingest_without_files_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run(["ingest"]) == 2
+    assert "give --catalog FILE" in capsys.readouterr().err
