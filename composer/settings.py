@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from composer.llm.model_fetch import DEFAULT_MODEL
 from retrieval import FusionParams, MFParams, RetrievalConfig
 
 
@@ -38,6 +40,32 @@ class Settings(BaseSettings):
     )
     pseudonym_salt: str = Field(
         "page-composer", description="Salt for shopper pseudonyms in logs and prompts."
+    )
+    llm_backend: Literal["transformers", "vllm", "rules"] = Field(
+        "transformers", description="Which backend composes pages and copy."
+    )
+    llm_model: str = Field(
+        DEFAULT_MODEL,
+        description=f"'{DEFAULT_MODEL}' (packaged), a local model folder, or a hub id.",
+    )
+    llm_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+    vllm_url: str = Field("http://127.0.0.1:8100/v1", description="vLLM OpenAI-compatible URL.")
+    prompt: str = Field("page_v1", description="Page prompt template in prompts/.")
+    copy_prompt: str = Field("copy_v1", description="Copy prompt template in prompts/.")
+    brand_voice: str = Field(
+        "friendly, concise and confident; never pushy", description="Brand voice for copy."
+    )
+    page_candidates: int = Field(16, ge=4, le=40, description="Products offered to the model.")
+    max_sections: int = Field(3, ge=1, le=4)
+    page_max_tokens: int = Field(240, ge=32, le=2048)
+    page_deadline_s: float = Field(
+        30.0, gt=0, description="After this, the shopper gets the rules page."
+    )
+    temperature: float = Field(0.0, ge=0, le=2)
+    currency: str = Field("USD", description="ISO 4217 code prices are shown in.")
+    banned_words: list[str] = Field(
+        default_factory=lambda: ["cheap", "guaranteed", "miracle"],
+        description="Words copy must not use.",
     )
     mf: MFParams = MFParams()
     fusion: FusionParams = FusionParams()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +52,9 @@ class CatalogView:
     def __len__(self) -> int:
         return len(self.products)
 
+    def by_id(self) -> ProductLookup:
+        return ProductLookup(self)
+
     def categories(self) -> list[str]:
         return sorted(self._category_masks)
 
@@ -95,3 +98,19 @@ class CatalogView:
             if not wanted & {c.lower() for c in p.categories}:
                 return False
         return True
+
+
+class ProductLookup(Mapping[str, Product]):
+    """Read-only ``product_id -> Product`` over a catalog view, without copying it."""
+
+    def __init__(self, view: CatalogView) -> None:
+        self._view = view
+
+    def __getitem__(self, product_id: str) -> Product:
+        return self._view.products[self._view.index[product_id]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._view.ids)
+
+    def __len__(self) -> int:
+        return len(self._view.ids)

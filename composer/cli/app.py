@@ -11,6 +11,7 @@ import typer
 
 from composer.cli.output import console, print_json, progress_bars, table
 from composer.errors import ComposerError, UsageError
+from composer.layout import Locale, PageKind
 from composer.provision import open_store, run_setup
 from composer.settings import Settings
 from retrieval import (
@@ -348,3 +349,66 @@ def bench_retrieval(
             for name, r in report.items()
         ],
     )
+
+
+@app.command()
+def page(
+    user: Annotated[str | None, typer.Option(help="Shopper id (omit for a cold start).")] = None,
+    recent: Annotated[
+        str | None, typer.Option(help="Anonymous session: comma-separated recent product ids.")
+    ] = None,
+    kind: Annotated[PageKind, typer.Option(help="Page kind.")] = PageKind.HOME,
+    query: Annotated[str | None, typer.Option(help="Search text.")] = None,
+    locale: Annotated[Locale, typer.Option(help="Language of the copy.")] = Locale.EN,
+    backend: Annotated[
+        str | None, typer.Option(help="transformers | vllm | rules (default: setting).")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="Prompt template name in prompts/.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json | html")] = "json",
+    out: Annotated[Path | None, typer.Option(help="Write the result to this file.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
+    sections: Annotated[int, typer.Option(min=1, max=4, help="At most this many sections.")] = 3,
+) -> None:
+    """Compose one page: retrieval, LLM layout, checks, hydration, HTML."""
+    from pydantic import ValidationError
+
+    from composer.page_request import PageRequest
+    from composer.pipeline import PageComposer
+
+    if fmt not in ("json", "html"):
+        raise UsageError("--format must be json or html")
+    try:
+        request = PageRequest(
+            shopper_id=user,
+            recent_items=[r.strip() for r in (recent or "").split(",") if r.strip()],
+            kind=kind,
+            query=query,
+            locale=locale,
+            backend=backend,
+            prompt=prompt,
+            format="both" if fmt == "json" else "html",
+            seed=seed,
+            max_sections=sections,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(map(str, first["loc"])) or "request"
+        raise UsageError(f"{field}: {first['msg']}") from None
+    s = settings()
+    store = open_store(s)
+    try:
+        composer = PageComposer(s, load_retriever(s.retrieval_config(), store))
+        result = composer.compose(request)
+    finally:
+        store.close()
+    if fmt == "html":
+        text = result.html or ""
+    else:
+        import json
+
+        text = json.dumps(result.to_dict(include_html=True), ensure_ascii=False, indent=2)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")

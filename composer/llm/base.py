@@ -23,6 +23,9 @@ class GenerationRequest:
     temperature: float = 0.0
     seed: int | None = None
     n: int = 1
+    # Structured inputs behind the prompt (handles, themes, locale, task). Model backends
+    # read the messages; the deterministic `rules` backend reads this instead.
+    context: dict[str, Any] | None = None
     # End-of-turn is suppressed until this many tokens exist (vLLM's ``min_tokens``); lets a
     # benchmark make runs produce equal lengths.
     min_tokens: int = 0

@@ -1,0 +1,136 @@
+"""The page layout: what the LLM fills (handles and words) and what the page is built from.
+
+Bounds live here, so the JSON schema the decoder is constrained by and the validator agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_SECTIONS = 4
+MIN_ITEMS = 2
+MAX_ITEMS = 6
+TITLE_MAX = 60
+HEADLINE_MAX = 60
+HEADLINE_MIN = 3
+SUBHEAD_MAX = 90
+REASON_MAX = 80
+
+
+class SectionKind(StrEnum):
+    HERO = "hero"  # one large lead product with a couple beside it
+    GRID = "grid"
+    CAROUSEL = "carousel"
+    EDITORIAL = "editorial"  # a banner with a short text and a few products
+
+
+class PageKind(StrEnum):
+    HOME = "home"
+    CATEGORY = "category"
+    SEARCH = "search"
+    CAMPAIGN = "campaign"
+
+
+class Locale(StrEnum):
+    EN = "en"
+    ZH = "zh"
+
+
+Headline = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=HEADLINE_MIN, max_length=HEADLINE_MAX)
+]
+
+
+class Slot(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    handle: str = Field(description="a candidate handle, P1…Pn")
+    reason: str = Field("", max_length=REASON_MAX, description="why this product is here")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SectionKind
+    theme: str = Field(description="a theme handle, T1…Tn")
+    headline: Headline
+    subhead: str | None = Field(None, max_length=SUBHEAD_MAX)
+    slots: list[Slot] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class PageLayout(BaseModel):
+    """A validated page: ordered sections of product slots, with the words around them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3,
+                                            max_length=TITLE_MAX)]
+    sections: list[Section] = Field(min_length=1, max_length=MAX_SECTIONS)
+
+    def handles(self) -> list[str]:
+        return [s.handle for sec in self.sections for s in sec.slots]
+
+
+class GeneratedSection(BaseModel):
+    """What the model writes for one section: compact, flat, handles only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SectionKind
+    theme: str
+    headline: str
+    items: list[str]
+
+
+class GeneratedPage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str
+    sections: list[GeneratedSection]
+
+
+def generation_schema(
+    product_handles: list[str], theme_handles: list[str], max_sections: int = MAX_SECTIONS
+) -> dict[str, Any]:
+    """The JSON schema decoding is constrained by, for this request's handles.
+
+    Flat on purpose (enums and bounded arrays): constrained decoders compile it fast, and a
+    small model follows it. Products are an enum, so no product outside the candidates can
+    be named. Word bounds match :class:`PageLayout`.
+    """
+    return {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "minLength": 3, "maxLength": TITLE_MAX},
+            "sections": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max(1, min(max_sections, MAX_SECTIONS)),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string", "enum": [k.value for k in SectionKind]},
+                        "theme": {"type": "string", "enum": theme_handles},
+                        "headline": {
+                            "type": "string",
+                            "minLength": HEADLINE_MIN,
+                            "maxLength": HEADLINE_MAX,
+                        },
+                        "items": {
+                            "type": "array",
+                            "minItems": MIN_ITEMS,
+                            "maxItems": MAX_ITEMS,
+                            "items": {"type": "string", "enum": product_handles},
+                        },
+                    },
+                    "required": ["kind", "theme", "headline", "items"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["title", "sections"],
+        "additionalProperties": False,
+    }

@@ -1,0 +1,63 @@
+"""The `rules` backend: a deterministic page (themes → sections, template headlines) with no
+model. It is the fallback when a model fails, and the baseline an LLM must beat."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from composer.copybook import copybook
+from composer.layout import MAX_ITEMS, Locale, SectionKind
+from composer.llm.base import Generation, GenerationRequest, LLMError
+
+_KINDS = (SectionKind.HERO, SectionKind.GRID, SectionKind.CAROUSEL, SectionKind.GRID)
+
+
+class RulesBackend:
+    name = "rules"
+    model = "rules"
+    supports_schema = True
+    can_stream = True
+
+    def generate(self, request: GenerationRequest) -> list[Generation]:
+        text = json.dumps(self.compose(request), ensure_ascii=False, separators=(",", ":"))
+        return [Generation(text=text, tokens=0) for _ in range(request.n)]
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        yield self.generate(request)[0].text
+
+    def compose(self, request: GenerationRequest) -> dict[str, object]:
+        ctx = request.context
+        if not ctx or ctx.get("task") != "page":
+            raise LLMError("the rules backend composes pages only; it needs the page context")
+        book = copybook(Locale(ctx["locale"]))
+        query = ctx.get("query")
+        themes = ctx["themes"]
+        sections = []
+        used: set[str] = set()
+        for n, theme in enumerate(themes[: ctx["max_sections"]]):
+            # The hero shows a few large tiles; later sections take a fuller row.
+            limit = 4 if not sections else MAX_ITEMS
+            items = [h for h in theme["handles"] if h not in used][:limit]
+            if len(items) < 2:
+                continue
+            used.update(items)
+            category = theme.get("category")
+            if n == 0 and query:
+                headline = book.query_headline(query)
+            else:
+                headline = book.headline(category, n)
+            sections.append({
+                "kind": _KINDS[min(len(sections), len(_KINDS) - 1)].value,
+                "theme": theme["handle"],
+                "headline": headline,
+                "items": items,
+            })
+        if not sections:  # too few themed products: one section of whatever there is
+            handles = [c["handle"] for c in ctx["candidates"]][:MAX_ITEMS]
+            first = themes[0]["handle"] if themes else "T1"
+            sections.append({"kind": "grid", "theme": first,
+                             "headline": book.headline(None, 0), "items": handles})
+        top_category = next((t.get("category") for t in themes if t.get("category")), None)
+        title = book.page_title(ctx["page_kind"], query, top_category)
+        return {"title": title, "sections": sections}

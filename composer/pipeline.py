@@ -1,0 +1,296 @@
+"""One page request, steps 3–9: retrieve, prompt, generate, check and repair, hydrate, render.
+
+Sections are checked as they stream out of the model; an accepted section is final. A
+model that fails, stalls past the deadline or writes unusable text costs at most one retry,
+then the shopper gets the deterministic `rules` page: a page always comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from composer.backends import BackendRegistry
+from composer.errors import ComposerError
+from composer.hydration import HydratedPage, HydratedSection, hydrate, to_layout
+from composer.layout import GeneratedPage, GeneratedSection, PageLayout, generation_schema
+from composer.llm.base import ChatMessage, Generation, GenerationRequest, LLMBackend, LLMError
+from composer.page_request import PageRequest
+from composer.prompting import HandleMap, PromptLibrary, page_variables
+from composer.rendering import PageRenderer
+from composer.settings import Settings
+from composer.streaming import SectionScanner
+from composer.trace import Attempt, PageTrace
+from composer.validation import PageChecker, parse
+from retrieval import CandidateSet, RetrievalRequest, Retriever
+
+
+class NoCandidatesError(ComposerError):
+    """Filters left no product to show."""
+
+
+@dataclass
+class PageResult:
+    layout: PageLayout
+    page: HydratedPage
+    html: str | None
+    trace: PageTrace
+
+    def to_dict(self, include_html: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"layout": self.layout.model_dump(mode="json")}
+        if include_html and self.html is not None:
+            out["html"] = self.html
+        out["trace"] = asdict(self.trace)
+        return out
+
+
+@dataclass
+class RetrievalEvent:
+    candidates: list[dict[str, Any]]
+
+
+@dataclass
+class SectionEvent:
+    index: int
+    section: HydratedSection
+    layout: dict[str, Any]
+
+
+@dataclass
+class DoneEvent:
+    result: PageResult
+
+
+PageEvent = RetrievalEvent | SectionEvent | DoneEvent
+
+
+class _Deadline(Exception):
+    pass
+
+
+class PageComposer:
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: Retriever,
+        backends: BackendRegistry | None = None,
+        prompts: PromptLibrary | None = None,
+        renderer: PageRenderer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self.backends = backends or BackendRegistry(settings)
+        self.prompts = prompts or PromptLibrary()
+        self.renderer = renderer or PageRenderer(settings.currency)
+
+    def compose(self, request: PageRequest) -> PageResult:
+        for event in self.stream(request):
+            if isinstance(event, DoneEvent):
+                return event.result
+        raise ComposerError("page stream ended without a page")  # pragma: no cover
+
+    def stream(self, request: PageRequest) -> Iterator[PageEvent]:
+        t0 = time.perf_counter()
+        deadline = t0 + self.settings.page_deadline_s
+        backend = self.backends.get(request.backend)
+        prompt_name = request.prompt or self.settings.prompt
+        trace = PageTrace(backend=backend.name, model=backend.model, prompt=prompt_name,
+                          prompt_hash=self.prompts.file_hash(prompt_name))
+        timings = trace.timings_ms
+
+        t = time.perf_counter()
+        candidates = self._retrieve(request)
+        timings["retrieval"] = _ms(t)
+        handles = HandleMap.build(candidates)
+        cat = self.retriever.catalog
+        products = {pid: cat.products[cat.index[pid]] for pid in handles.products.values()}
+        trace.shopper = candidates.profile.pseudonym
+        trace.candidates = [
+            {
+                "handle": handles.handle_of(c.product_id),
+                "product_id": c.product_id,
+                "score": c.score,
+                "provenance": [p.value for p in c.provenance],
+                "reason": c.reason.code,
+                "theme": c.theme,
+            }
+            for c in candidates.candidates
+        ]
+        yield RetrievalEvent(trace.candidates)
+
+        t = time.perf_counter()
+        variables = page_variables(candidates, products, handles, request.kind, request.locale,
+                                   request.max_sections, self.settings.brand_voice)
+        messages = self.prompts.render(prompt_name, variables)
+        schema = generation_schema(list(handles.products), list(handles.themes),
+                                   request.max_sections)
+        timings["prompt"] = _ms(t)
+
+        checker = PageChecker(handles, request.locale, request.max_sections)
+        title: str | None = None
+        emitted = 0
+        t_gen = time.perf_counter()
+        for attempt_no in range(2):
+            attempt = Attempt()
+            trace.attempts.append(attempt)
+            gen_request = GenerationRequest(
+                messages=messages, json_schema=schema, max_tokens=self.settings.page_max_tokens,
+                temperature=self.settings.temperature, seed=request.seed, context=variables,
+            )
+            scanner = SectionScanner()
+            started = time.perf_counter()
+            issues: list[str] = []
+            scanned = 0
+            try:
+                stream = _generate(backend, gen_request)
+                while True:
+                    if time.perf_counter() > deadline:
+                        stream.close()
+                        raise _Deadline
+                    try:
+                        delta = next(stream)
+                    except StopIteration as stop:
+                        info: Generation | None = stop.value
+                        break
+                    for raw in scanner.feed(delta):
+                        where = f"sections[{scanned}]"
+                        scanned += 1
+                        section, sec_issues, repairs = checker.section(raw, where)
+                        trace.repairs += repairs
+                        issues += [str(i) for i in sec_issues]
+                        if section is not None:
+                            if "first_section" not in timings:
+                                timings["first_section"] = _ms(t0)
+                            yield self._section_event(emitted, section, handles, candidates,
+                                                      products, request)
+                            emitted += 1
+            except _Deadline:
+                attempt.error = f"deadline of {self.settings.page_deadline_s:g} s reached"
+                attempt.seconds = round(time.perf_counter() - started, 3)
+                break
+            except LLMError as exc:
+                attempt.error = str(exc)
+                attempt.seconds = round(time.perf_counter() - started, 3)
+                break
+            attempt.seconds = round(time.perf_counter() - started, 3)
+            attempt.tokens = info.tokens if info else 0
+            attempt.finish_reason = info.finish_reason if info else ""
+            trace.tokens += attempt.tokens
+            page, parse_issues = parse(scanner.text)
+            issues += [str(i) for i in parse_issues]
+            if page is not None:
+                title_issues = checker.title_issues(page.title)
+                if title_issues:
+                    issues += [str(i) for i in title_issues]
+                else:
+                    title = title or page.title
+            attempt.issues = issues
+            if not issues or len(checker.accepted) >= request.max_sections:
+                break
+            if attempt_no == 0:
+                fix = self.prompts.render_block("repair_v1", "user", {"issues": issues[:6]})
+                messages = (*messages, ChatMessage("assistant", scanner.text),
+                            ChatMessage("user", fix))
+        timings["generation"] = _ms(t_gen)
+
+        t = time.perf_counter()
+        if checker.accepted:
+            if title is None:
+                title = self._rules_title(variables)
+                trace.repairs.append("title replaced by the rules title")
+            final = GeneratedPage(title=title, sections=checker.accepted)
+        else:
+            trace.fallback = True
+            last = trace.attempts[-1]
+            trace.fallback_reason = last.error or "; ".join(last.issues[:3]) or "no valid section"
+            final = self._rules_page(variables, handles, request)
+            timings.setdefault("first_section", _ms(t0))
+            for n, section in enumerate(final.sections):
+                yield self._section_event(n, section, handles, candidates, products, request)
+        layout = to_layout(final, handles, candidates, self.retriever.catalog.by_id(),
+                           request.locale)
+        timings["validation"] = _ms(t)
+
+        t = time.perf_counter()
+        page = hydrate(layout, handles, products, request.kind, request.locale)
+        timings["hydration"] = _ms(t)
+        html = None
+        if request.format in ("html", "both"):
+            t = time.perf_counter()
+            html = self.renderer.render(page)
+            timings["render"] = _ms(t)
+        timings["total"] = _ms(t0)
+        yield DoneEvent(PageResult(layout, page, html, trace))
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _retrieve(self, request: PageRequest) -> CandidateSet:
+        unknown = [p for p in request.recent_items if p not in self.retriever.catalog.index]
+        result = self.retriever.retrieve(
+            RetrievalRequest(
+                shopper_id=request.shopper_id,
+                recent_product_ids=tuple(p for p in request.recent_items if p not in unknown),
+                query=request.query,
+                k=self.settings.page_candidates,
+                min_price=request.min_price,
+                max_price=request.max_price,
+                categories=tuple(request.categories),
+                max_themes=request.max_sections + 1,
+            )
+        )
+        if len(result.candidates) < 2:
+            raise NoCandidatesError(
+                "fewer than 2 products match the filters (price range, categories, stock); "
+                "widen them"
+            )
+        return result
+
+    def _section_event(self, index, section, handles, candidates, products, request):  # type: ignore[no-untyped-def]
+        layout = to_layout(GeneratedPage(title="-" * 3, sections=[section]), handles,
+                           candidates, self.retriever.catalog.by_id(), request.locale)
+        page = hydrate(layout, handles, products, request.kind, request.locale)
+        return SectionEvent(index, page.sections[0], layout.sections[0].model_dump(mode="json"))
+
+    def _rules_page(self, variables: dict[str, Any], handles: HandleMap,
+                    request: PageRequest) -> GeneratedPage:
+        rules = self.backends.get("rules")
+        text = rules.generate(GenerationRequest(messages=(), context=variables))[0].text
+        page, _ = parse(text)
+        checker = PageChecker(handles, request.locale, request.max_sections)
+        assert page is not None, "the rules backend writes valid pages"
+        for n, sec in enumerate(page.sections):
+            checker.section(sec, f"sections[{n}]")
+        return GeneratedPage(title=page.title, sections=checker.accepted or page.sections)
+
+    def _rules_title(self, variables: dict[str, Any]) -> str:
+        rules = self.backends.get("rules")
+        page, _ = parse(rules.generate(GenerationRequest(messages=(), context=variables))[0].text)
+        return page.title if page else "—"
+
+
+def _generate(backend: LLMBackend, request: GenerationRequest) -> Generator[str, None, Any]:
+    """Text deltas, returning the backend's :class:`Generation` summary when it gives one."""
+    if backend.can_stream:
+        result = yield from backend.stream(request)
+        return result
+    gen = backend.generate(request)[0]
+    yield gen.text
+    return gen
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
+
+
+__all__ = [
+    "DoneEvent",
+    "GeneratedSection",
+    "NoCandidatesError",
+    "PageComposer",
+    "PageEvent",
+    "PageResult",
+    "RetrievalEvent",
+    "SectionEvent",
+]

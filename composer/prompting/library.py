@@ -1,0 +1,66 @@
+"""Versioned prompt templates: `prompts/NAME.j2`, each with a `system` and a `user` block."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+from composer.errors import UsageError
+from composer.llm.base import ChatMessage
+from composer.resources import resource_dir
+
+
+class PromptLibrary:
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder or resource_dir("prompts")
+        # Sandboxed: templates are edited by prompt engineers, and the values they render
+        # include catalog text; neither should reach Python internals.
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(self.folder)),
+            undefined=StrictUndefined,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+
+    def names(self, prefix: str = "") -> list[str]:
+        return sorted(p.stem for p in self.folder.glob(f"{prefix}*.j2"))
+
+    def file_hash(self, name: str) -> str:
+        return hashlib.sha256(self._path(name).read_bytes()).hexdigest()[:16]
+
+    def _path(self, name: str) -> Path:
+        path = self.folder / f"{name}.j2"
+        if not path.is_file():
+            raise UsageError(
+                f"unknown prompt '{name}'; available: {', '.join(self.names()) or 'none'}"
+            )
+        return path
+
+    def render_block(self, name: str, block: str, variables: dict[str, Any]) -> str:
+        self._path(name)
+        template = self.env.get_template(f"{name}.j2")
+        render = template.blocks.get(block)
+        if render is None:
+            raise UsageError(f"prompt '{name}' has no '{block}' block")
+        return "".join(render(template.new_context(dict(variables)))).strip()
+
+    def render(self, name: str, variables: dict[str, Any]) -> tuple[ChatMessage, ...]:
+        self._path(name)
+        try:
+            template = self.env.get_template(f"{name}.j2")
+        except TemplateNotFound:  # pragma: no cover - _path checked it
+            raise UsageError(f"unknown prompt '{name}'") from None
+        messages = []
+        for role in ("system", "user"):
+            block = template.blocks.get(role)
+            if block is None:
+                raise UsageError(f"prompt '{name}' has no '{role}' block")
+            text = "".join(block(template.new_context(dict(variables)))).strip()
+            messages.append(ChatMessage(role, text))
+        return tuple(messages)
+
+

@@ -1,0 +1,5 @@
+"""Rendering a hydrated page to HTML."""
+
+from composer.rendering.renderer import PageRenderer
+
+__all__ = ["PageRenderer"]
