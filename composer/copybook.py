@@ -52,6 +52,10 @@ class Copybook:
         return _fit(text, 80)
 
 
+    def copy_templates(self, kind: str) -> list[str]:
+        return list(self.data["copy"][kind])
+
+
 def _fit(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 

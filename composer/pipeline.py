@@ -96,8 +96,12 @@ class PageComposer:
         deadline = t0 + self.settings.page_deadline_s
         backend = self.backends.get(request.backend)
         prompt_name = request.prompt or self.settings.prompt
-        trace = PageTrace(backend=backend.name, model=backend.model, prompt=prompt_name,
-                          prompt_hash=self.prompts.file_hash(prompt_name))
+        trace = PageTrace(
+            backend=backend.name,
+            model=backend.model,
+            prompt=prompt_name,
+            prompt_hash=self.prompts.file_hash(prompt_name),
+        )
         timings = trace.timings_ms
 
         t = time.perf_counter()
@@ -121,11 +125,19 @@ class PageComposer:
         yield RetrievalEvent(trace.candidates)
 
         t = time.perf_counter()
-        variables = page_variables(candidates, products, handles, request.kind, request.locale,
-                                   request.max_sections, self.settings.brand_voice)
+        variables = page_variables(
+            candidates,
+            products,
+            handles,
+            request.kind,
+            request.locale,
+            request.max_sections,
+            self.settings.brand_voice,
+        )
         messages = self.prompts.render(prompt_name, variables)
-        schema = generation_schema(list(handles.products), list(handles.themes),
-                                   request.max_sections)
+        schema = generation_schema(
+            list(handles.products), list(handles.themes), request.max_sections
+        )
         timings["prompt"] = _ms(t)
 
         checker = PageChecker(handles, request.locale, request.max_sections)
@@ -136,8 +148,12 @@ class PageComposer:
             attempt = Attempt()
             trace.attempts.append(attempt)
             gen_request = GenerationRequest(
-                messages=messages, json_schema=schema, max_tokens=self.settings.page_max_tokens,
-                temperature=self.settings.temperature, seed=request.seed, context=variables,
+                messages=messages,
+                json_schema=schema,
+                max_tokens=self.settings.page_max_tokens,
+                temperature=self.settings.temperature,
+                seed=request.seed,
+                context=variables,
             )
             scanner = SectionScanner()
             started = time.perf_counter()
@@ -163,8 +179,9 @@ class PageComposer:
                         if section is not None:
                             if "first_section" not in timings:
                                 timings["first_section"] = _ms(t0)
-                            yield self._section_event(emitted, section, handles, candidates,
-                                                      products, request)
+                            yield self._section_event(
+                                emitted, section, handles, candidates, products, request
+                            )
                             emitted += 1
             except _Deadline:
                 attempt.error = f"deadline of {self.settings.page_deadline_s:g} s reached"
@@ -191,8 +208,11 @@ class PageComposer:
                 break
             if attempt_no == 0:
                 fix = self.prompts.render_block("repair_v1", "user", {"issues": issues[:6]})
-                messages = (*messages, ChatMessage("assistant", scanner.text),
-                            ChatMessage("user", fix))
+                messages = (
+                    *messages,
+                    ChatMessage("assistant", scanner.text),
+                    ChatMessage("user", fix),
+                )
         timings["generation"] = _ms(t_gen)
 
         t = time.perf_counter()
@@ -209,8 +229,9 @@ class PageComposer:
             timings.setdefault("first_section", _ms(t0))
             for n, section in enumerate(final.sections):
                 yield self._section_event(n, section, handles, candidates, products, request)
-        layout = to_layout(final, handles, candidates, self.retriever.catalog.by_id(),
-                           request.locale)
+        layout = to_layout(
+            final, handles, candidates, self.retriever.catalog.by_id(), request.locale
+        )
         timings["validation"] = _ms(t)
 
         t = time.perf_counter()
@@ -248,13 +269,19 @@ class PageComposer:
         return result
 
     def _section_event(self, index, section, handles, candidates, products, request):  # type: ignore[no-untyped-def]
-        layout = to_layout(GeneratedPage(title="-" * 3, sections=[section]), handles,
-                           candidates, self.retriever.catalog.by_id(), request.locale)
+        layout = to_layout(
+            GeneratedPage(title="-" * 3, sections=[section]),
+            handles,
+            candidates,
+            self.retriever.catalog.by_id(),
+            request.locale,
+        )
         page = hydrate(layout, handles, products, request.kind, request.locale)
         return SectionEvent(index, page.sections[0], layout.sections[0].model_dump(mode="json"))
 
-    def _rules_page(self, variables: dict[str, Any], handles: HandleMap,
-                    request: PageRequest) -> GeneratedPage:
+    def _rules_page(
+        self, variables: dict[str, Any], handles: HandleMap, request: PageRequest
+    ) -> GeneratedPage:
         rules = self.backends.get("rules")
         text = rules.generate(GenerationRequest(messages=(), context=variables))[0].text
         page, _ = parse(text)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import html5lib
 import pytest
+from conftest import CACHE, BuiltShop
 
 from composer.backends import BackendRegistry
 from composer.layout import Locale, PageKind, PageLayout
@@ -16,7 +17,6 @@ from composer.llm.base import Generation, GenerationRequest, LLMError
 from composer.page_request import PageRequest
 from composer.pipeline import DoneEvent, PageComposer, RetrievalEvent, SectionEvent
 from composer.settings import Settings
-from conftest import CACHE, BuiltShop
 
 
 class ScriptedBackend:
@@ -26,8 +26,13 @@ class ScriptedBackend:
     supports_schema = True
     can_stream = True
 
-    def __init__(self, name: str, texts: list[str] | None = None, error: str | None = None,
-                 stall_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        texts: list[str] | None = None,
+        error: str | None = None,
+        stall_s: float = 0.0,
+    ) -> None:
         self.name = name
         self.texts = list(texts or [])
         self.error = error
@@ -50,8 +55,7 @@ class ScriptedBackend:
 
 
 def composer_for(shop: BuiltShop, backend=None, **overrides) -> PageComposer:  # type: ignore[no-untyped-def]
-    settings = Settings(artifacts_dir=shop.settings.artifacts_dir, cache_dir=CACHE,
-                        **overrides)
+    settings = Settings(artifacts_dir=shop.settings.artifacts_dir, cache_dir=CACHE, **overrides)
     registry = BackendRegistry(settings)
     if backend is not None:
         registry.register(backend)
@@ -113,11 +117,23 @@ def test_garbage_is_retried_once_then_falls_back(ml_shop: BuiltShop) -> None:
 
 def test_bad_copy_is_fed_back_and_the_fixed_answer_is_used(ml_shop: BuiltShop) -> None:
     def page(headline: str) -> str:
-        return json.dumps({"title": "Your movie night", "sections": [
-            {"kind": "hero", "theme": "T1", "headline": headline, "items": ["P1", "P2", "P3"]}]})
+        return json.dumps(
+            {
+                "title": "Your movie night",
+                "sections": [
+                    {
+                        "kind": "hero",
+                        "theme": "T1",
+                        "headline": headline,
+                        "items": ["P1", "P2", "P3"],
+                    }
+                ],
+            }
+        )
 
-    backend = ScriptedBackend("transformers",
-                              texts=[page("Only $5 this week"), page("Picked for your taste")])
+    backend = ScriptedBackend(
+        "transformers", texts=[page("Only $5 this week"), page("Picked for your taste")]
+    )
     result = composer_for(ml_shop, backend).compose(PageRequest(shopper_id="42"))
     assert backend.calls == 2 and not result.trace.fallback
     assert "unsupported_price" not in str(result.layout)
@@ -128,32 +144,49 @@ def test_bad_copy_is_fed_back_and_the_fixed_answer_is_used(ml_shop: BuiltShop) -
 def test_a_stalled_backend_hits_the_deadline_and_the_page_still_comes(ml_shop: BuiltShop) -> None:
     slow = ScriptedBackend("transformers", texts=['{"title":"x"' * 50], stall_s=0.05)
     t = time.perf_counter()
-    result = composer_for(ml_shop, slow, page_deadline_s=0.5).compose(
-        PageRequest(shopper_id="42"))
+    result = composer_for(ml_shop, slow, page_deadline_s=0.5).compose(PageRequest(shopper_id="42"))
     assert time.perf_counter() - t < 5
     assert result.trace.fallback and "deadline" in result.trace.fallback_reason
 
 
 def test_stream_sends_retrieval_then_sections_in_order_then_the_page(ml_shop: BuiltShop) -> None:
-    text = json.dumps({"title": "Movie night", "sections": [
-        {"kind": "hero", "theme": "T1", "headline": "Picked for your taste",
-         "items": ["P1", "P2", "P3"]},
-        {"kind": "grid", "theme": "T2", "headline": "Laughs worth sharing",
-         "items": ["P4", "P5"]}]}, separators=(",", ":"))
-    events = list(composer_for(ml_shop, ScriptedBackend("transformers", texts=[text])).stream(
-        PageRequest(shopper_id="42")))
+    text = json.dumps(
+        {
+            "title": "Movie night",
+            "sections": [
+                {
+                    "kind": "hero",
+                    "theme": "T1",
+                    "headline": "Picked for your taste",
+                    "items": ["P1", "P2", "P3"],
+                },
+                {
+                    "kind": "grid",
+                    "theme": "T2",
+                    "headline": "Laughs worth sharing",
+                    "items": ["P4", "P5"],
+                },
+            ],
+        },
+        separators=(",", ":"),
+    )
+    events = list(
+        composer_for(ml_shop, ScriptedBackend("transformers", texts=[text])).stream(
+            PageRequest(shopper_id="42")
+        )
+    )
     assert isinstance(events[0], RetrievalEvent)
     assert [type(e) for e in events[1:]] == [SectionEvent, SectionEvent, DoneEvent]
     assert [e.index for e in events[1:3]] == [0, 1]
     assert events[1].section.headline == "Picked for your taste"
     final = events[-1].result
-    assert [s.headline for s in final.layout.sections] == [
-        e.section.headline for e in events[1:3]]
+    assert [s.headline for s in final.layout.sections] == [e.section.headline for e in events[1:3]]
 
 
 def test_rules_page_in_chinese_with_local_prices(ml_shop: BuiltShop) -> None:
     result = composer_for(ml_shop).compose(
-        PageRequest(shopper_id="42", locale=Locale.ZH, backend="rules", format="html"))
+        PageRequest(shopper_id="42", locale=Locale.ZH, backend="rules", format="html")
+    )
     assert not result.trace.fallback and result.trace.backend == "rules"
     assert 'lang="zh-Hans"' in result.html
     assert "US$" in result.html  # en_US shows "$", zh_CN marks the currency
@@ -173,4 +206,5 @@ def test_search_page_needs_a_query_and_filters_that_match_nothing_say_so(
         PageRequest(kind=PageKind.SEARCH)
     with pytest.raises(NoCandidatesError, match="widen them"):
         composer_for(ml_shop).compose(
-            PageRequest(shopper_id="42", backend="rules", min_price=1000.0))
+            PageRequest(shopper_id="42", backend="rules", min_price=1000.0)
+        )

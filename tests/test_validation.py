@@ -23,8 +23,9 @@ def page(*sections: dict, title: str = "Movie night for you") -> GeneratedPage:
     return GeneratedPage.model_validate({"title": title, "sections": list(sections)})
 
 
-def sec(items: list[str], headline: str = "Laughs worth sharing", kind: str = "grid",
-        theme: str = "T2") -> dict:
+def sec(
+    items: list[str], headline: str = "Laughs worth sharing", kind: str = "grid", theme: str = "T2"
+) -> dict:
     return {"kind": kind, "theme": theme, "headline": headline, "items": items}
 
 
@@ -49,7 +50,9 @@ def test_text_issues(text: str, locale: Locale, codes: set[str]) -> None:
 def test_repair_drops_unknown_and_repeated_handles_and_refills() -> None:
     result = check_and_repair(
         page(sec(["P1", "P2", "P99"], kind="hero", theme="T1"), sec(["P2", "P2", "P4"])),
-        HANDLES, Locale.EN, 3,
+        HANDLES,
+        Locale.EN,
+        3,
     )
     assert result.ok
     assert result.page.sections[0].items == ["P1", "P2"]
@@ -62,9 +65,14 @@ def test_repair_drops_unknown_and_repeated_handles_and_refills() -> None:
 
 def test_a_second_hero_becomes_a_grid_and_sections_over_the_limit_go() -> None:
     result = check_and_repair(
-        page(sec(["P1", "P2"], kind="hero", theme="T1"), sec(["P4", "P5"], kind="hero"),
-             sec(["P6", "P7"])),
-        HANDLES, Locale.EN, 2,
+        page(
+            sec(["P1", "P2"], kind="hero", theme="T1"),
+            sec(["P4", "P5"], kind="hero"),
+            sec(["P6", "P7"]),
+        ),
+        HANDLES,
+        Locale.EN,
+        2,
     )
     assert [s.kind.value for s in result.page.sections] == ["hero", "grid"]
     assert any("over the limit" in r for r in result.repairs)
@@ -75,8 +83,10 @@ def test_text_problems_are_issues_not_repairs() -> None:
         page(sec(["P1", "P2"], headline="Save up to 50 today")), HANDLES, Locale.EN, 3
     )
     assert not result.ok
-    assert any(i.code == "unsupported_discount" and i.where == "sections[0].headline"
-               for i in result.issues)
+    assert any(
+        i.code == "unsupported_discount" and i.where == "sections[0].headline"
+        for i in result.issues
+    )
 
 
 def test_parse_reports_invalid_json_and_schema_errors() -> None:
@@ -95,9 +105,13 @@ def test_generation_schema_enumerates_this_requests_handles() -> None:
 
 
 def test_scanner_yields_each_section_when_its_brace_closes() -> None:
-    text = json.dumps({"title": "A {tricky} \"title\"", "sections": [
-        sec(["P1", "P2"], headline='Quote " and } brace'), sec(["P3", "P4"])]},
-        separators=(",", ":"))
+    text = json.dumps(
+        {
+            "title": 'A {tricky} "title"',
+            "sections": [sec(["P1", "P2"], headline='Quote " and } brace'), sec(["P3", "P4"])],
+        },
+        separators=(",", ":"),
+    )
     scanner = SectionScanner()
     seen: list[tuple[int, dict]] = []
     for i, ch in enumerate(text):

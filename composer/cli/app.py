@@ -412,3 +412,101 @@ def page(
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text + "\n")
+
+
+copy_app = typer.Typer(help="Headlines, taglines and descriptions.", invoke_without_command=True)
+app.add_typer(copy_app, name="copy")
+
+
+def _copywriter(s: Settings, store):  # type: ignore[no-untyped-def]
+    from composer.copywriting import Copywriter
+    from retrieval.catalog_view import CatalogView
+
+    products = store.products()
+    if not products:
+        raise UsageError("the catalog is empty; run `composer setup` or `composer ingest`")
+    return Copywriter(s, CatalogView(products).by_id())
+
+
+@copy_app.callback()
+def copy_single(
+    ctx: typer.Context,
+    products: Annotated[str | None, typer.Option(help="Product id(s), comma-separated.")] = None,
+    kind: Annotated[str, typer.Option(help="headline | tagline | description")] = "headline",
+    tone: Annotated[str, typer.Option(help="Tone of voice.")] = "warm",
+    locale: Annotated[Locale, typer.Option(help="Language of the copy.")] = Locale.EN,
+    n: Annotated[int, typer.Option(min=1, max=8, help="Distinct variants.")] = 3,
+    max_chars: Annotated[int | None, typer.Option(min=10, max=400)] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers | vllm | rules")] = None,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy for one or more products: N distinct variants, each with the checks it passed."""
+    from pydantic import ValidationError
+
+    from composer.copywriting import CopyRequest
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if not products:
+        raise UsageError("give --products ID[,ID…] (or use `composer copy batch IN OUT`)")
+    try:
+        request = CopyRequest(
+            products=[p for p in products.split(",") if p.strip()],
+            kind=kind,
+            tone=tone,
+            locale=locale,
+            n=n,
+            max_chars=max_chars,
+            backend=backend,
+            seed=seed,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UsageError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    s = settings()
+    store = open_store(s)
+    try:
+        result = _copywriter(s, store).write(request)
+    finally:
+        store.close()
+    if json_out:
+        print_json(result)
+        return
+    table(
+        f"{result.kind.value} copy ({result.backend}"
+        f"{', fallback: ' + result.fallback_reason if result.fallback else ''})",
+        ["#", "text", "passed", "failed checks"],
+        [
+            [i, v.text, v.passed, ", ".join(k for k, ok in v.checks.items() if not ok)]
+            for i, v in enumerate(result.variants, 1)
+        ],
+    )
+
+
+@copy_app.command("batch")
+def copy_batch(
+    in_path: Annotated[Path, typer.Argument(help="JSONL: one copy request per line.")],
+    out_path: Annotated[Path, typer.Argument(help="JSONL results; re-running resumes.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Many copy requests; finished lines are skipped on re-run, bad lines reported."""
+    from composer.copywriting import run_batch
+
+    s = settings()
+    store = open_store(s)
+    try:
+        writer = _copywriter(s, store)
+        with progress_bars(not json_out) as progress:
+            report = run_batch(writer, in_path, out_path, progress)
+    finally:
+        store.close()
+    if json_out:
+        print_json(report)
+        return
+    for line in report.failed:
+        sys.stderr.write(f"skipped: {line}\n")
+    console.print(
+        f"done {report.done}, already done {report.skipped}, "
+        f"bad lines {len(report.failed)} → {out_path}"
+    )

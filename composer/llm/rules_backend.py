@@ -28,8 +28,10 @@ class RulesBackend:
 
     def compose(self, request: GenerationRequest) -> dict[str, object]:
         ctx = request.context
+        if ctx and ctx.get("task") == "copy":
+            return self.copy(ctx, request.seed or 0)
         if not ctx or ctx.get("task") != "page":
-            raise LLMError("the rules backend composes pages only; it needs the page context")
+            raise LLMError("the rules backend needs the structured page or copy context")
         book = copybook(Locale(ctx["locale"]))
         query = ctx.get("query")
         themes = ctx["themes"]
@@ -47,17 +49,37 @@ class RulesBackend:
                 headline = book.query_headline(query)
             else:
                 headline = book.headline(category, n)
-            sections.append({
-                "kind": _KINDS[min(len(sections), len(_KINDS) - 1)].value,
-                "theme": theme["handle"],
-                "headline": headline,
-                "items": items,
-            })
+            sections.append(
+                {
+                    "kind": _KINDS[min(len(sections), len(_KINDS) - 1)].value,
+                    "theme": theme["handle"],
+                    "headline": headline,
+                    "items": items,
+                }
+            )
         if not sections:  # too few themed products: one section of whatever there is
             handles = [c["handle"] for c in ctx["candidates"]][:MAX_ITEMS]
             first = themes[0]["handle"] if themes else "T1"
-            sections.append({"kind": "grid", "theme": first,
-                             "headline": book.headline(None, 0), "items": handles})
+            sections.append(
+                {
+                    "kind": "grid",
+                    "theme": first,
+                    "headline": book.headline(None, 0),
+                    "items": handles,
+                }
+            )
         top_category = next((t.get("category") for t in themes if t.get("category")), None)
         title = book.page_title(ctx["page_kind"], query, top_category)
         return {"title": title, "sections": sections}
+
+    def copy(self, ctx: dict, seed: int) -> dict[str, object]:
+        """Template copy: variant ``seed`` of the locale's templates, filled from the catalog."""
+        book = copybook(Locale(ctx["locale"]))
+        templates = book.copy_templates(ctx["kind"])
+        first = ctx["products"][0]
+        category = book.category(first["categories"][0]) if first["categories"] else ""
+        text = templates[seed % len(templates)].format(
+            title=first["title"], category=category, year=first.get("year") or ""
+        )
+        limit = int(ctx["max_chars"])
+        return {"text": text if len(text) <= limit else text[: limit - 1].rstrip() + "…"}

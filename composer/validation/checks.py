@@ -114,12 +114,14 @@ class PageChecker:
                     repairs.append(f"{where}: refilled with unused candidate {h}")
         if len(items) < MIN_ITEMS:
             return None, [], [*repairs, f"{where}: dropped, too few products left"]
-        issues = _text_checks(f"{where}.headline", raw.headline, self.locale, HEADLINE_MIN,
-                              HEADLINE_MAX)
+        issues = _text_checks(
+            f"{where}.headline", raw.headline, self.locale, HEADLINE_MIN, HEADLINE_MAX
+        )
         if issues:
             return None, issues, repairs
-        section = GeneratedSection(kind=kind, theme=theme, headline=raw.headline.strip(),
-                                   items=items)
+        section = GeneratedSection(
+            kind=kind, theme=theme, headline=raw.headline.strip(), items=items
+        )
         self.used.update(items)
         self.accepted.append(section)
         return section, [], repairs
@@ -138,8 +140,9 @@ def check_and_repair(
         repairs += sec_repairs
     if not checker.accepted and not issues:
         issues.append(Issue("empty_page", "sections", "no section with products"))
-    page_out = GeneratedPage(title=page.title, sections=checker.accepted) if checker.accepted \
-        else None
+    page_out = (
+        GeneratedPage(title=page.title, sections=checker.accepted) if checker.accepted else None
+    )
     return CheckResult(page_out, issues, repairs)
 
 
