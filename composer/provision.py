@@ -9,6 +9,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from composer.llm.model_fetch import DEFAULT_MODEL, ensure_default_model
 from composer.settings import Settings
 from retrieval import BuildReport, Store, build
 from retrieval.build import ProgressFactory
@@ -22,6 +23,7 @@ class SetupReport:
     seeded: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     build: BuildReport | None = None
+    model_dir: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -58,6 +60,12 @@ def run_setup(
         t = time.perf_counter()
         report.build = build(settings.retrieval_config(), store, progress=progress, force=force)
         report.seconds["build"] = round(time.perf_counter() - t, 2)
+        if settings.llm_backend != "rules" and settings.llm_model == DEFAULT_MODEL:
+            t = time.perf_counter()
+            advance = progress("default LLM (fetch, verify, convert once)", 1)
+            report.model_dir = str(ensure_default_model(settings.resolved_cache_dir()))
+            advance(1)
+            report.seconds["model"] = round(time.perf_counter() - t, 2)
         report.counts = store.counts()
     finally:
         store.close()

@@ -510,3 +510,50 @@ def copy_batch(
         f"done {report.done}, already done {report.skipped}, "
         f"bad lines {len(report.failed)} → {out_path}"
     )
+
+
+@bench_app.command("page")
+def bench_page(
+    pages: Annotated[int, typer.Option(min=1, help="Pages (one per shopper).")] = 50,
+    copies: Annotated[int, typer.Option(min=0, help="Copy requests (one per product).")] = 50,
+    backend: Annotated[str, typer.Option(help="LLM backend to measure.")] = "transformers",
+    json_out: JsonOpt = False,
+) -> None:
+    """LLM pages vs the rules baseline: tokens, latency, first section, validity, fallbacks,
+    constrained vs unconstrained decoding speed; and copy requests."""
+    from composer.page_bench import constrained_ratio, run_copy, run_pages
+    from composer.pipeline import PageComposer
+
+    s = settings()
+    store = open_store(s)
+    try:
+        retriever = load_retriever(s.retrieval_config(), store)
+        composer_ = PageComposer(s, retriever)
+        shoppers = sorted(retriever.mf.model.user_index, key=lambda x: (len(x), x))[:pages] \
+            if retriever.mf else []
+        products = retriever.catalog.ids[:copies]
+        with progress_bars(not json_out) as progress:
+            llm = run_pages(composer_, shoppers, backend, progress(f"{backend} pages", pages))
+            rules = run_pages(composer_, shoppers, "rules", progress("rules pages", pages))
+            ratio = constrained_ratio(composer_, shoppers[0], backend)
+            writer = _copywriter(s, store)
+            copy = run_copy(writer, products, backend, progress("copy requests", copies)) \
+                if copies else {}
+    finally:
+        store.close()
+    report = {
+        **llm,
+        "constrained_speed_ratio": ratio["constrained_speed_ratio"],
+        "decoding": ratio,
+        "rules": rules,
+        "llm_vs_rules_latency_ratio": round(llm["page_p50_s"] / max(rules["page_p50_s"], 1e-6), 1),
+        "copy": copy,
+    }
+    if json_out:
+        print_json(report)
+        return
+    table(f"Pages: {backend} vs rules", ["metric", backend, "rules"],
+          [[k, llm[k], rules[k]] for k in llm])
+    console.print(f"constrained/unconstrained decoding speed: {ratio['constrained_speed_ratio']}")
+    if copy:
+        table("Copy", ["metric", "value"], list(copy.items()))

@@ -1,0 +1,112 @@
+"""`composer bench page`: what an LLM page costs and how often it holds, with the `rules`
+page measured in the same run as the baseline."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from composer.copywriting import CopyRequest, Copywriter
+from composer.layout import PageLayout, generation_schema
+from composer.llm.base import GenerationRequest
+from composer.llm.speed import measure_decoding_speed
+from composer.page_request import PageRequest
+from composer.pipeline import PageComposer, PageResult
+from composer.prompting import HandleMap, page_variables
+
+Progress = Callable[[int], None]
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 3) if values else 0.0
+
+
+def shown_handle_problems(result: PageResult, candidate_handles: set[str]) -> tuple[int, int]:
+    """Unknown and repeated handles in what the shopper sees (must both be 0)."""
+    handles = result.layout.handles()
+    unknown = sum(1 for h in handles if h not in candidate_handles)
+    return unknown, len(handles) - len(set(handles))
+
+
+def run_pages(
+    composer: PageComposer,
+    shoppers: Sequence[str],
+    backend: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    latencies, first, tokens, fallbacks, valid, unknown, repeated = [], [], [], 0, 0, 0, 0
+    for sid in shoppers:
+        result = composer.compose(PageRequest(shopper_id=sid, backend=backend, format="html"))
+        t = result.trace
+        latencies.append(t.timings_ms["total"] / 1000)
+        if "first_section" in t.timings_ms:
+            first.append(t.timings_ms["first_section"] / 1000)
+        tokens.append(t.tokens)
+        fallbacks += t.fallback
+        try:
+            PageLayout.model_validate(result.layout.model_dump())
+            valid += 1
+        except ValueError:
+            pass
+        u, r = shown_handle_problems(result, {c["handle"] for c in t.candidates})
+        unknown += u
+        repeated += r
+        if progress:
+            progress(1)
+    n = len(shoppers)
+    return {
+        "pages": n,
+        "valid_rate": round(valid / n, 3),
+        "unknown_handles_shown": unknown,
+        "repeated_handles_shown": repeated,
+        "fallback_rate": round(fallbacks / n, 3),
+        "tokens_p50": _pct(tokens, 50),
+        "page_p50_s": _pct(latencies, 50),
+        "page_p90_s": _pct(latencies, 90),
+        "first_section_p50_s": _pct(first, 50),
+    }
+
+
+def constrained_ratio(composer: PageComposer, shopper: str, backend: str) -> dict[str, Any]:
+    """Decoding speed with and without the page schema, on a real page prompt."""
+    request = PageRequest(shopper_id=shopper)
+    candidates = composer._retrieve(request)
+    handles = HandleMap.build(candidates)
+    catalog = composer.retriever.catalog.by_id()
+    products = {pid: catalog[pid] for pid in handles.products.values()}
+    variables = page_variables(candidates, products, handles, request.kind, request.locale,
+                               request.max_sections, composer.settings.brand_voice)
+    gen = GenerationRequest(
+        messages=composer.prompts.render(composer.settings.prompt, variables),
+        json_schema=generation_schema(list(handles.products), list(handles.themes),
+                                      request.max_sections),
+        max_tokens=composer.settings.page_max_tokens,
+    )
+    return measure_decoding_speed(composer.backends.get(backend), replace(gen), runs=2)
+
+
+def run_copy(writer: Copywriter, product_ids: Sequence[str], backend: str,
+             progress: Progress | None = None) -> dict[str, Any]:
+    passed, total, distinct_ok, fallbacks, seconds = 0, 0, 0, 0, []
+    for pid in product_ids:
+        result = writer.write(CopyRequest(products=[pid], n=3, backend=backend))
+        total += len(result.variants)
+        passed += sum(v.passed for v in result.variants)
+        texts = [v.text.lower() for v in result.variants]
+        distinct_ok += len(texts) == 3 and len(set(texts)) == 3
+        fallbacks += result.fallback
+        seconds.append(result.seconds)
+        if progress:
+            progress(1)
+    n = len(product_ids)
+    return {
+        "requests": n,
+        "variants_passing_rate": round(passed / max(total, 1), 3),
+        "distinct_n_rate": round(distinct_ok / n, 3),
+        "fallback_rate": round(fallbacks / n, 3),
+        "request_p50_s": round(statistics.median(seconds), 3) if seconds else 0.0,
+    }
