@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from composer.llm.base import Generation, GenerationRequest, LLMError
+from composer.llm.circuit import CircuitBreaker
 
 
 class VLLMBackend:
@@ -25,11 +26,13 @@ class VLLMBackend:
         connect_timeout: float = 2.0,
         read_timeout: float = 60.0,
         retries: int = 1,
+        breaker: CircuitBreaker | None = None,
         client: httpx.Client | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.retries = retries
+        self.breaker = breaker or CircuitBreaker()
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout)
         )
@@ -57,7 +60,13 @@ class VLLMBackend:
         return body
 
     def generate(self, request: GenerationRequest) -> list[Generation]:
-        data = self._post(self._body(request, stream=False))
+        self.breaker.before_call(f"vLLM at {self.base_url}")
+        try:
+            data = self._post(self._body(request, stream=False))
+        except LLMError:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
         usage = data.get("usage") or {}
         choices = data.get("choices") or []
         if not choices:
@@ -73,6 +82,16 @@ class VLLMBackend:
         ]
 
     def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
+        self.breaker.before_call(f"vLLM at {self.base_url}")
+        try:
+            result = yield from self._stream(request)
+        except LLMError:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        return result
+
+    def _stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
         body = self._body(request, stream=True)
         text, tokens, finish = [], 0, "stop"
         try:
@@ -96,7 +115,9 @@ class VLLMBackend:
                             text.append(delta)
                             yield delta
                         finish = choice.get("finish_reason") or finish
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:
+            raise LLMError(f"cannot connect to vLLM at {self.base_url}: {exc}") from exc
+        except (httpx.HTTPError, json.JSONDecodeError) as exc:
             raise LLMError(f"vLLM at {self.base_url} failed mid-stream: {exc}") from exc
         return Generation("".join(text), tokens, finish)
 
