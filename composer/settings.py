@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from composer.api.config import ApiSettings
 from composer.llm.model_fetch import DEFAULT_MODEL
 from retrieval import FusionParams, MFParams, RetrievalConfig
 
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
         default_factory=lambda: ["cheap", "guaranteed", "miracle"],
         description="Words copy must not use.",
     )
+    api: ApiSettings = ApiSettings()
     mf: MFParams = MFParams()
     fusion: FusionParams = FusionParams()
 

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/system_deps.sh
+# Data, indexes and the default model are fetched once into artifacts/cache; tests build
+# their own shops in temp folders from there.
+.venv/bin/composer setup
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

@@ -557,3 +557,57 @@ def bench_page(
     console.print(f"constrained/unconstrained decoding speed: {ratio['constrained_speed_ratio']}")
     if copy:
         table("Copy", ["metric", "value"], list(copy.items()))
+
+
+@app.command("vllm-serve")
+def vllm_serve(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8100,
+    model: Annotated[str | None, typer.Option(help="Model folder (default: the setting).")] = None,
+    max_model_len: Annotated[int, typer.Option(min=256)] = 2048,
+    kv_cache_gib: Annotated[int, typer.Option(min=1, help="VLLM_CPU_KVCACHE_SPACE.")] = 2,
+    prefix_caching: bool = True,
+) -> None:
+    """Start vLLM's OpenAI-compatible server on loopback; Ctrl-C stops it cleanly."""
+    import signal
+    import threading
+
+    from composer.llm import resolve_model
+    from composer.llm.vllm_server import VLLMServer, python_for_vllm
+
+    s = settings()
+    path = resolve_model(model or s.llm_model, s.resolved_cache_dir())
+    server = VLLMServer(
+        model_dir=Path(path), served_name=s.llm_model if model is None else Path(model).name,
+        port=port, python=python_for_vllm(), max_model_len=max_model_len,
+        kv_cache_gib=kv_cache_gib, prefix_caching=prefix_caching,
+        log_file=s.artifacts_dir / "vllm-server.log",
+    )
+    console.print(f"starting vLLM for {path} (log: {server.log_file}) …")
+    server.start()
+    console.print(f"vLLM ready at {server.url} — set COMPOSER_VLLM_URL={server.url} "
+                  "COMPOSER_LLM_BACKEND=vllm; Ctrl-C stops it")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and server.process and server.process.poll() is None:
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    console.print("vLLM stopped")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the page API (Litestar under uvicorn)."""
+    from composer.api.server import serve as run_server
+
+    s = settings()
+    console.print(f"serving on http://{host}:{port} — try http://{host}:{port}/pages/196 "
+                  f"and http://{host}:{port}/schema")
+    run_server(s, host=host, port=port, workers=workers)

@@ -1,0 +1,55 @@
+"""Headlines, taglines and descriptions over HTTP (the CLI's `composer copy`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from litestar import Controller, post
+
+from composer.api.errors import FieldError
+from composer.api.schemas import CopyBody
+from composer.api.state import Api
+from composer.backends import BACKENDS
+from composer.copywriting import CopyResult
+
+
+class CopyController(Controller):
+    tags: ClassVar[list[str]] = ["copy"]
+
+    @post("/v1/copy", status_code=200, summary="Write product copy", raises=[FieldError])
+    async def write_copy(self, data: CopyBody, api: Api) -> CopyResult:
+        """``n`` distinct variants, each with the checks it passed. Behind the same LLM queue
+        as pages: when it is full the variants come from the rules templates
+        (``fallback_reason`` "queue full")."""
+        services, pages = api.require()
+        catalog = services.retriever.catalog.index
+        for n, pid in enumerate(data.products):
+            if pid not in catalog:
+                raise FieldError(f"products[{n}]", f"unknown product id '{pid}'")
+        backend = data.backend or services.settings.llm_backend
+        if backend not in BACKENDS:
+            raise FieldError(
+                "backend", f"unknown backend '{backend}'; use one of: {', '.join(BACKENDS)}"
+            )
+
+        def job(_deadline: float, forced: str | None) -> CopyResult:
+            reason = forced
+            if reason is None and backend != "rules":
+                try:
+                    services.backends.get(backend)
+                except Exception as exc:
+                    reason = f"backend {backend} unavailable: {exc}"
+            if reason is None:
+                try:
+                    return services.copywriter.write(data.model_copy(update={"backend": backend}))
+                except Exception as exc:
+                    if backend == "rules":
+                        raise
+                    reason = f"backend {backend} failed: {type(exc).__name__}: {exc}"
+            result = services.copywriter.write(data.model_copy(update={"backend": "rules"}))
+            result.fallback, result.fallback_reason = True, reason
+            return result
+
+        result = await pages.run_admitted(backend, job)
+        api.metrics.copies.labels(result.backend, str(result.fallback).lower()).inc()
+        return result

@@ -1,0 +1,43 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from litestar import Controller, Response, get
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from composer.api.schemas import Health, Ready
+from composer.api.state import Api
+
+
+class SystemController(Controller):
+    tags: ClassVar[list[str]] = ["system"]
+
+    @get("/healthz", summary="The process is alive")
+    async def healthz(self) -> Health:
+        return Health(status="alive")
+
+    @get("/readyz", summary="Models loaded and store reachable (503 otherwise)")
+    async def readyz(self, api: Api) -> Response[Ready]:
+        """503 while the models load or when the store cannot be reached. An LLM backend
+        that failed to load is reported under ``checks.llm`` but does not make the service
+        unready: pages are then served by the ``rules`` backend."""
+        services, pages = api.services, api.pages
+        if services is None or pages is None:
+            status = "failed" if api.load_error else "loading"
+            return Response(Ready(status=status, error=api.load_error), status_code=503)
+        try:
+            checks = await pages.in_thread(services.checks)
+        except Exception as exc:
+            error = f"store unreachable: {type(exc).__name__}: {exc}"
+            return Response(Ready(status="failed", error=error), status_code=503)
+        return Response(Ready(status="ready", checks=checks), status_code=200)
+
+    @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
+    async def metrics(self, api: Api) -> Response[bytes]:
+        return Response(api.metrics.render(), media_type=api.metrics.content_type)
+
+    @get("/favicon.ico", status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def favicon(self) -> None:
+        """Browsers ask for it on every page; "no content" instead of a 404 in their console."""

@@ -1,0 +1,402 @@
+"""Pages over HTTP: the page cache, the LLM gate and the worker threads around the composer.
+
+The composer is synchronous and CPU-bound. Every page is made in a worker thread of the
+app's pool; the event loop only awaits. Streamed pages come out of the thread through an
+asyncio queue, event by event, as the composer yields them (a section once sent is final).
+
+LLM pages pass the :class:`~composer.api.gate.LLMGate`. What happens around it:
+
+- every slot busy and the waiting room full: the ``rules`` page, at once, with
+  ``trace.fallback_reason = "queue full"`` (see the gate's docstring for why not 503);
+- a request waits for a slot at most the page deadline (``Settings.page_deadline_s``); the
+  time it waited is taken off the deadline the composer then gets, so the deadline holds for
+  the whole request; if it runs out in the queue, the rules page says so;
+- the backend cannot be built (model missing) or fails in a way the composer does not
+  handle: the rules page, with the reason. Deadline, errors and garbage during generation are
+  the composer's own fallbacks. None of these is a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from composer.api.cache import PageCache, PageKey, page_key
+from composer.api.config import ApiSettings
+from composer.api.errors import FieldError
+from composer.api.gate import LLMGate, QueueFull
+from composer.api.metrics import ApiMetrics
+from composer.api.services import Services
+from composer.errors import ComposerError, UsageError
+from composer.hydration import HydratedSection
+from composer.layout import Locale
+from composer.page_request import PageRequest
+from composer.pipeline import (
+    DoneEvent,
+    PageComposer,
+    PageEvent,
+    PageResult,
+    RetrievalEvent,
+    SectionEvent,
+)
+from composer.rendering import PageRenderer
+from composer.rendering.renderer import _LABELS
+from retrieval.profile import pseudonymise
+from retrieval.store import Store, events_table
+
+log = logging.getLogger("composer.api")
+T = TypeVar("T")
+
+QUEUE_FULL = "queue full"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request resolves to before any page work: backend, prompt, cache key."""
+
+    request: PageRequest
+    backend: str
+    key: PageKey
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    """One server-sent event: its name, its JSON data, and the page with the last one."""
+
+    event: str
+    data: str
+    result: PageResult | None = None
+
+
+def shopper_state(store: Store, shopper_id: str) -> int:
+    """The id of the shopper's latest stored event (0 if none): changes with every event."""
+    with store.engine.connect() as conn:
+        value = conn.execute(
+            sa.select(sa.func.max(events_table.c.event_id)).where(
+                events_table.c.shopper_id == shopper_id
+            )
+        ).scalar()
+    return int(value or 0)
+
+
+def section_html(renderer: PageRenderer, section: HydratedSection, locale: Locale) -> str:
+    """One section with the page's own partial (``templates/sections/<kind>.html``)."""
+    template = renderer.env.get_template(f"sections/{section.kind}.html")
+    return template.render(
+        section=section,
+        price=lambda amount: renderer.price(amount, locale),
+        labels=_LABELS[locale],
+    )
+
+
+def mark_fallback(result: PageResult, reason: str) -> PageResult:
+    result.trace.fallback = True
+    result.trace.fallback_reason = reason
+    return result
+
+
+class PageService:
+    def __init__(
+        self,
+        services: Services,
+        api: ApiSettings,
+        metrics: ApiMetrics,
+        executor: Callable[[], Executor],
+    ) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.api = api
+        self.metrics = metrics
+        self.executor = executor
+        self.cache: PageCache[PageResult] = PageCache(api.cache_size, api.cache_ttl_s)
+        self.gate = LLMGate(api.llm_slots(self.settings.llm_backend), api.llm_max_waiting)
+
+    # -- threads ----------------------------------------------------------------------------
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the pool with this request's log context; the loop only awaits."""
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor(), ctx.run, fn, *args)
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def plan(self, request: PageRequest) -> Plan:
+        """Resolve backend and prompt and build the cache key (runs in a worker thread)."""
+        backend = request.backend or self.settings.llm_backend
+        prompt = request.prompt or self.settings.prompt
+        try:
+            prompt_hash = self.services.prompts.file_hash(prompt)
+        except UsageError as exc:
+            raise FieldError("prompt", str(exc)) from None
+        state = (
+            shopper_state(self.services.store, request.shopper_id)
+            if request.shopper_id is not None
+            else None
+        )
+        model = "rules" if backend == "rules" else self.settings.llm_model
+        return Plan(request, backend, page_key(request, state, prompt, prompt_hash, backend, model))
+
+    def invalidate(self, shopper_id: str) -> int:
+        dropped = self.cache.invalidate_shopper(shopper_id)
+        self.metrics.cache_size.set(len(self.cache))
+        return dropped
+
+    def _lookup(self, plan: Plan) -> PageResult | None:
+        hit = self.cache.get(plan.key)
+        self.metrics.cache_lookup(hit is not None)
+        return hit
+
+    def _finish(self, plan: Plan, result: PageResult, cached: bool) -> None:
+        if not cached and not result.trace.fallback:
+            self.cache.put(plan.key, result)
+        self.metrics.cache_size.set(len(self.cache))
+        self.metrics.page(result.trace, cached)
+        trace = result.trace
+        log.info(
+            "page",
+            extra={
+                "shopper": trace.shopper
+                or pseudonymise(plan.request.shopper_id, self.settings.pseudonym_salt),
+                "kind": plan.request.kind.value,
+                "backend": trace.backend,
+                "prompt": trace.prompt,
+                "cache": "hit" if cached else "miss",
+                "fallback": trace.fallback,
+                "fallback_reason": trace.fallback_reason,
+                "sections": len(result.layout.sections),
+                "total_ms": trace.timings_ms.get("total"),
+            },
+        )
+
+    # -- composing (worker thread) ----------------------------------------------------------
+
+    def _composer(self, deadline_s: float) -> PageComposer:
+        s = self.services
+        if deadline_s >= self.settings.page_deadline_s:
+            return s.composer
+        settings = self.settings.model_copy(update={"page_deadline_s": max(deadline_s, 0.001)})
+        return PageComposer(settings, s.retriever, s.backends, s.prompts, s.renderer)
+
+    def events(
+        self, request: PageRequest, backend: str, deadline_s: float, forced: str | None
+    ) -> Iterator[PageEvent]:
+        """The composer's events, with the API's own fallbacks to ``rules``."""
+        composer = self._composer(deadline_s)
+        rules_request = request.model_copy(update={"backend": "rules"})
+        if forced is not None:
+            yield from _marked(composer.stream(rules_request), forced)
+            return
+        if backend != "rules":
+            try:
+                self.services.backends.get(backend)
+            except Exception as exc:
+                log.error("LLM backend unavailable", extra={"backend": backend, "error": str(exc)})
+                yield from _marked(
+                    composer.stream(rules_request), f"backend {backend} unavailable: {exc}"
+                )
+                return
+        sent_retrieval = sent_section = False
+        try:
+            for event in composer.stream(request):
+                sent_retrieval = sent_retrieval or isinstance(event, RetrievalEvent)
+                sent_section = sent_section or isinstance(event, SectionEvent)
+                yield event
+        except ComposerError:
+            raise
+        except Exception as exc:
+            if backend == "rules" or sent_section:
+                raise
+            log.exception("LLM page failed; serving rules", extra={"backend": backend})
+            reason = f"backend {backend} failed: {type(exc).__name__}: {exc}"
+            for event in _marked(composer.stream(rules_request), reason):
+                if not (sent_retrieval and isinstance(event, RetrievalEvent)):
+                    yield event
+
+    def compose_sync(
+        self, request: PageRequest, backend: str, deadline_s: float, forced: str | None
+    ) -> PageResult:
+        for event in self.events(request, backend, deadline_s, forced):
+            if isinstance(event, DoneEvent):
+                return event.result
+        raise ComposerError("page stream ended without a page")  # pragma: no cover
+
+    # -- the gate ---------------------------------------------------------------------------
+
+    async def _admit(self, backend: str) -> tuple[bool, float, str | None]:
+        """(holds a slot, deadline left, forced fallback reason)."""
+        deadline = self.settings.page_deadline_s
+        if backend == "rules":
+            return False, deadline, None
+        t = time.monotonic()
+        try:
+            await self.gate.acquire(timeout=deadline)
+        except QueueFull:
+            self.metrics.queue_rejections.inc()
+            return False, deadline, QUEUE_FULL
+        except TimeoutError:
+            return False, deadline, f"deadline of {deadline:g} s reached while queued for the LLM"
+        finally:
+            self._gauges()
+        return True, deadline - (time.monotonic() - t), None
+
+    def _release(self) -> None:
+        self.gate.release()
+        self._gauges()
+
+    def _gauges(self) -> None:
+        self.metrics.queue_waiting.set(self.gate.waiting)
+        self.metrics.llm_active.set(self.gate.active)
+
+    async def run_admitted(self, backend: str, job: Callable[[float, str | None], T]) -> T:
+        """Run ``job(deadline_left, forced_reason)`` in a worker thread, behind the LLM gate
+        unless ``backend`` is ``rules``; ``forced_reason`` set means: serve rules, say why."""
+        holds, deadline, forced = await self._admit(backend)
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        try:
+            fut = loop.run_in_executor(self.executor(), ctx.run, job, deadline, forced)
+        except BaseException:
+            if holds:
+                self._release()
+            raise
+
+        def done(f: asyncio.Future[T]) -> None:
+            if not f.cancelled():
+                f.exception()  # retrieved here too: the awaiting request may be gone
+            if holds:
+                # Released when the thread is done, not when the client goes away.
+                self._release()
+
+        fut.add_done_callback(done)
+        return await asyncio.shield(fut)
+
+    # -- entry points -----------------------------------------------------------------------
+
+    async def page(self, request: PageRequest) -> tuple[PageResult, bool]:
+        """A page and whether it came from the cache."""
+        plan = await self.in_thread(self.plan, request)
+        hit = self._lookup(plan)
+        if hit is not None:
+            self._finish(plan, hit, cached=True)
+            return hit, True
+        result = await self.run_admitted(
+            plan.backend,
+            lambda deadline, forced: self.compose_sync(request, plan.backend, deadline, forced),
+        )
+        self._finish(plan, result, cached=False)
+        return result, False
+
+    async def stream(self, request: PageRequest) -> AsyncIterator[StreamItem]:
+        """``retrieval``, ``section`` (in index order), ``page``, ``done``.
+
+        Errors before the first event (bad filters, unknown prompt) raise from the first
+        ``__anext__``, so the caller can still answer with a 4xx instead of a stream.
+        """
+        if request.format == "json":  # the page event carries the page's HTML
+            request = request.model_copy(update={"format": "both"})
+        plan = await self.in_thread(self.plan, request)
+        hit = self._lookup(plan)
+        if hit is not None:
+            items = await self.in_thread(self._replay, hit, request.locale)
+            for item in items:
+                yield item
+            self._finish(plan, hit, cached=True)
+            yield _done(hit, cached=True)
+            return
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StreamItem | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: StreamItem | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def produce(deadline: float, forced: str | None) -> None:
+            try:
+                for event in self.events(request, plan.backend, deadline, forced):
+                    if stop.is_set():
+                        return
+                    put(self._item(event, request.locale))
+            except BaseException as exc:
+                put(exc)
+            finally:
+                put(None)
+
+        job = asyncio.ensure_future(self.run_admitted(plan.backend, produce))
+        result: PageResult | None = None
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if item.result is not None:
+                    result = item.result
+                yield item
+            await job
+        finally:
+            stop.set()
+            if not job.done():
+                job.cancel()
+        if result is not None:
+            self._finish(plan, result, cached=False)
+            yield _done(result, cached=False)
+
+    # -- server-sent event payloads (worker thread) -----------------------------------------
+
+    def _item(self, event: PageEvent, locale: Locale) -> StreamItem:
+        if isinstance(event, RetrievalEvent):
+            return StreamItem("retrieval", _json({"candidates": event.candidates}))
+        if isinstance(event, SectionEvent):
+            html = section_html(self.services.renderer, event.section, locale)
+            data = {"index": event.index, "section": event.layout, "html": html}
+            return StreamItem("section", _json(data))
+        result = event.result
+        return StreamItem("page", _json(result.to_dict(include_html=True)), result)
+
+    def _replay(self, result: PageResult, locale: Locale) -> list[StreamItem]:
+        items = [StreamItem("retrieval", _json({"candidates": result.trace.candidates}))]
+        for n, (layout_section, section) in enumerate(
+            zip(result.layout.sections, result.page.sections, strict=True)
+        ):
+            data = {
+                "index": n,
+                "section": layout_section.model_dump(mode="json"),
+                "html": section_html(self.services.renderer, section, locale),
+            }
+            items.append(StreamItem("section", _json(data)))
+        items.append(StreamItem("page", _json(result.to_dict(include_html=True)), result))
+        return items
+
+
+def _marked(events: Iterator[PageEvent], reason: str) -> Iterator[PageEvent]:
+    for event in events:
+        if isinstance(event, DoneEvent):
+            mark_fallback(event.result, reason)
+        yield event
+
+
+def _done(result: PageResult, cached: bool) -> StreamItem:
+    data = {
+        "cache": "hit" if cached else "miss",
+        "sections": len(result.layout.sections),
+        "fallback": result.trace.fallback,
+        "fallback_reason": result.trace.fallback_reason,
+    }
+    return StreamItem("done", _json(data))
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,139 @@
+"""Bodies of the API that are not the composer's own models (those are reused as they are:
+``PageRequest``, ``CopyRequest``/``CopyResult``, ``PageLayout``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from litestar.openapi.spec import Example
+from litestar.params import Body
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from composer.copywriting import CopyRequest
+from composer.layout import PageLayout
+from composer.page_request import PageRequest
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+MAX_EVENTS_PER_CALL = 100
+
+
+class EventsIn(BaseModel):
+    """One or more events of one shopper: ``product_id`` for one product, ``product_ids``
+    for several (not both)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shopper_id: Id
+    product_id: Id | None = None
+    product_ids: list[Id] = Field(default_factory=list, max_length=MAX_EVENTS_PER_CALL)
+    kind: Literal["view", "cart", "purchase"] = "view"
+    timestamp: float | None = Field(
+        None, ge=0, le=32503680000, description="Unix seconds; default: now."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_products(self) -> EventsIn:
+        if self.product_id is None and not self.product_ids:
+            raise ValueError("product_id or product_ids is required")
+        if self.product_id is not None and self.product_ids:
+            raise ValueError("give product_id or product_ids, not both")
+        return self
+
+    def products(self) -> list[str]:
+        return [self.product_id] if self.product_id is not None else list(self.product_ids)
+
+    def field_of(self, index: int) -> str:
+        return "product_id" if self.product_id is not None else f"product_ids[{index}]"
+
+
+class EventsOut(BaseModel):
+    event_ids: list[int]
+    shopper: str = Field(description="The shopper's pseudonym (raw ids are not echoed).")
+    invalidated_pages: int
+
+
+class ProductOut(BaseModel):
+    product_id: str
+    title: str
+    categories: list[str]
+    price: float
+    in_stock: bool
+    year: int | None = None
+    description: str = ""
+    image_url: str | None = None
+    url: str | None = None
+
+
+class PageOut(BaseModel):
+    """``POST /v1/pages`` as JSON. ``html`` is there for ``format`` html or both."""
+
+    layout: PageLayout
+    html: str | None = None
+    trace: dict[str, Any]
+    cache: Literal["hit", "miss"]
+
+
+class Health(BaseModel):
+    status: Literal["alive"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "loading", "failed"]
+    checks: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+# Request bodies with examples for the docs page (and for schemathesis' example phase).
+PageBody = Annotated[
+    PageRequest,
+    Body(
+        description="What the storefront asks for; every field is optional.",
+        examples=[
+            Example(summary="A known shopper's home page", value={"shopper_id": "196"}),
+            Example(
+                summary="Search page, Chinese copy, price range, layout and HTML",
+                value={
+                    "shopper_id": "42",
+                    "kind": "search",
+                    "query": "space adventure",
+                    "locale": "zh",
+                    "max_price": 20,
+                    "format": "both",
+                },
+            ),
+            Example(
+                summary="Anonymous session with recent items",
+                value={"recent_items": ["1", "71", "95"], "max_sections": 2, "seed": 7},
+            ),
+        ],
+    ),
+]
+CopyBody = Annotated[
+    CopyRequest,
+    Body(
+        examples=[
+            Example(summary="Three headlines", value={"products": ["1", "50"], "n": 3}),
+            Example(
+                summary="A tagline in Chinese",
+                value={"products": ["1"], "kind": "tagline", "locale": "zh", "n": 1},
+            ),
+        ]
+    ),
+]
+EventsBody = Annotated[
+    EventsIn,
+    Body(
+        examples=[
+            Example(summary="A view", value={"shopper_id": "196", "product_id": "1"}),
+            Example(
+                summary="A purchase of two products at a given time",
+                value={
+                    "shopper_id": "196",
+                    "product_ids": ["1", "50"],
+                    "kind": "purchase",
+                    "timestamp": 1700000000,
+                },
+            ),
+        ]
+    ),
+]

@@ -1,0 +1,81 @@
+"""Run the page API under uvicorn: ``serve(settings, host, port, workers)``.
+
+One worker runs the app object built here. Several workers need an import string: each
+worker process calls :func:`app_from_env`, which rebuilds the same settings from
+``COMPOSER_SERVE_SETTINGS`` (the parent's settings as JSON) or else from the environment, so
+``uvicorn --factory composer.api.server:app_from_env`` works on its own too.
+
+Every worker loads its own models and keeps its own page cache and metrics; the cache key
+holds the shopper's latest event id, so a page cached in one worker is never served stale
+after another worker recorded an event.
+
+``python -m composer.api.server [--host H] [--port P] [--workers N]`` serves with settings
+from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+
+from litestar import Litestar
+
+from composer.api.app import create_app
+from composer.api.config import ApiSettings
+from composer.api.logs import configure_logging
+from composer.settings import Settings
+
+SETTINGS_ENV = "COMPOSER_SERVE_SETTINGS"
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def _api(settings: Settings) -> ApiSettings:
+    return getattr(settings, "api", None) or ApiSettings()
+
+
+def app_from_env() -> Litestar:
+    """The app factory uvicorn's worker processes call (``--factory``)."""
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = Settings(**json.loads(raw)) if raw else Settings()
+    configure_logging(_api(settings).log_level)
+    return create_app(settings)
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve until SIGINT/SIGTERM. Loading the models happens after the socket is open:
+    ``/healthz`` answers at once, ``/readyz`` turns 200 when the service can make pages."""
+    import uvicorn
+
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    level = _api(settings).log_level
+    configure_logging(level)
+    common = {
+        "host": host,
+        "port": port,
+        "log_config": None,  # keep the JSON-lines handlers configure_logging installed
+        "access_log": False,  # it would log raw paths, raw shopper ids included
+        "log_level": level.lower(),
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run("composer.api.server:app_from_env", factory=True, workers=workers, **common)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the page API (settings: COMPOSER_*).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    serve(Settings(), host=args.host, port=args.port, workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()

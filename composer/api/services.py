@@ -1,0 +1,100 @@
+"""The heavy parts the API serves from, built once per process (loading takes seconds)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from composer.backends import BackendRegistry
+from composer.copywriting import Copywriter
+from composer.pipeline import PageComposer
+from composer.prompting import PromptLibrary
+from composer.rendering import PageRenderer
+from composer.settings import Settings
+from retrieval import Retriever, Store, load_retriever
+
+log = logging.getLogger("composer.api")
+
+
+@dataclass
+class Services:
+    """Store, retriever (embedding model, Chroma, MF), LLM backends, composer, copywriter."""
+
+    settings: Settings
+    store: Store
+    retriever: Retriever
+    backends: BackendRegistry
+    prompts: PromptLibrary = field(default_factory=PromptLibrary)
+    owns_store: bool = False
+    llm_error: str | None = None
+    load_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.renderer = PageRenderer(self.settings.currency)
+        self.composer = PageComposer(
+            self.settings, self.retriever, self.backends, self.prompts, self.renderer
+        )
+        self.copywriter = Copywriter(
+            self.settings, self.retriever.catalog.by_id(), self.backends, self.prompts
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        settings: Settings,
+        store: Store,
+        retriever: Retriever,
+        backends: BackendRegistry | None = None,
+    ) -> Services:
+        """Services over components someone else owns (tests, an embedding program)."""
+        return cls(settings, store, retriever, backends or BackendRegistry(settings))
+
+    @classmethod
+    def load(cls, settings: Settings) -> Services:
+        """Open the store, load the retriever and the configured LLM backend.
+
+        A backend that fails to load does not stop the service (pages fall back to ``rules``);
+        it is reported by ``/readyz``.
+        """
+        from composer.provision import open_store
+
+        t = time.perf_counter()
+        store = open_store(settings)
+        try:
+            retriever = load_retriever(settings.retrieval_config(), store)
+        except BaseException:
+            store.close()
+            raise
+        services = cls(settings, store, retriever, BackendRegistry(settings), owns_store=True)
+        services.llm_error = services.preload_backend()
+        services.load_seconds = round(time.perf_counter() - t, 2)
+        return services
+
+    def preload_backend(self) -> str | None:
+        try:
+            self.backends.get(self.settings.llm_backend)
+        except Exception as exc:  # a model that is missing or broken: serve rules pages
+            log.error(
+                "LLM backend failed to load; pages fall back to rules",
+                extra={"backend": self.settings.llm_backend, "error": str(exc)},
+            )
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def checks(self) -> dict[str, Any]:
+        """What ``/readyz`` reports; raises when the store cannot be reached."""
+        last_event = self.store.last_event_id()
+        return {
+            "store": "ok",
+            "last_event_id": last_event,
+            "products": len(self.retriever.catalog),
+            "embedding_model": self.settings.embedding_model,
+            "llm_backend": self.settings.llm_backend,
+            "llm": "ok" if self.llm_error is None else f"failed: {self.llm_error}",
+        }
+
+    def close(self) -> None:
+        if self.owns_store:
+            self.store.close()

@@ -1,0 +1,136 @@
+"""A real browser on the real server: headless Debian Chromium, driven by Playwright, opens a
+shopper's page; every section and every product link is visible, the console stays clean,
+and a screenshot is kept (the test's tmp folder and `test-output/browser/`, git-ignored)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from conftest import REPO, BuiltShop
+from test_api_server import Server, running_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+OUTPUT = REPO / "test-output" / "browser"
+
+
+def require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Debian Chromium is missing at {CHROMIUM}; install it with "
+            "`apt-get update && apt-get install -y chromium` (the browser test needs it)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def server(ml_shop: BuiltShop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    require_chromium()  # before spending seconds on a server
+    with running_server(ml_shop.settings.artifacts_dir, tmp_path_factory.mktemp("server")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.parametrize(
+    ("shopper", "query"),
+    [("196", {}), ("42", {"kind": "search", "q": "space adventure", "locale": "zh"})],
+    ids=["home-en", "search-zh"],
+)
+def test_page_in_headless_chromium(
+    server: Server, browser: Browser, tmp_path: Path, shopper: str, query: dict[str, str]
+) -> None:
+    from playwright.sync_api import expect
+
+    # What the page should show, from the JSON API for the same request.
+    body = {"shopper_id": shopper, "format": "html", "kind": query.get("kind", "home")}
+    if "q" in query:
+        body["query"] = query["q"]
+    if "locale" in query:
+        body["locale"] = query["locale"]
+    layout = httpx.post(f"{server.url}/v1/pages", json=body, timeout=60).json()["layout"]
+    expected_sections = len(layout["sections"])
+    expected_links = sum(len(s["slots"]) for s in layout["sections"])
+
+    problems: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on(
+            "response",
+            lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None,
+        )
+        url = httpx.URL(f"{server.url}/pages/{shopper}", params=query)
+        response = page.goto(str(url), wait_until="load")
+        assert response is not None and response.status == 200
+        assert response.headers["x-request-id"]
+
+        expect(page.locator("h1.page__title")).to_be_visible()
+        sections = page.locator("main section.section")
+        assert sections.count() == expected_sections >= 1
+        for i in range(sections.count()):
+            section = sections.nth(i)
+            section.scroll_into_view_if_needed()
+            expect(section).to_be_visible()
+            expect(section.locator("h2.section__headline")).to_be_visible()
+            expect(section.locator("h2.section__headline")).not_to_be_empty()
+
+        links = page.locator("main a.card__link")
+        assert links.count() == expected_links
+        for i in range(links.count()):
+            link = links.nth(i)
+            link.scroll_into_view_if_needed()
+            expect(link).to_be_visible()
+            assert (link.get_attribute("href") or "").startswith("/products/")
+            box = link.bounding_box()
+            assert box is not None and box["width"] > 0 and box["height"] > 0
+
+        if query.get("locale") == "zh":
+            assert page.locator("html").get_attribute("lang") == "zh-Hans"
+
+        page.evaluate("window.scrollTo(0, 0)")
+        shot = tmp_path / f"page-{shopper}.png"
+        page.screenshot(path=str(shot), full_page=True)
+    finally:
+        context.close()
+
+    assert not problems, problems
+    assert shot.stat().st_size > 10_000
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, OUTPUT / f"page-{shopper}-{query.get('locale', 'en')}.png")
