@@ -23,9 +23,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from composer.llm.base import ChatMessage, Generation, GenerationRequest, LLMError
 
-# Measured on a 2-core AVX2 CPU (no native bf16): bfloat16 decodes ~1.6x faster (half the
-# memory traffic) but prefills ~4x slower, so for page prompts of several hundred tokens
-# float32 wins end to end. bfloat16 pays off for short prompts with long outputs.
+# Measured on a 2-core AVX2 CPU (no native bf16), 800-token prompt + 100 tokens: float32
+# 11 s, bfloat16 26 s. bfloat16 decodes no faster with one thread and at most ~1.6x faster
+# with two (half the memory traffic), but prefills ~6x slower.
 DEFAULT_DTYPE = "float32"
 GRAMMAR_CACHE_SIZE = 16
 
@@ -63,10 +63,11 @@ class TransformersBackend:
         self, model_path: str | Path, *, threads: int | None = None, dtype: str = DEFAULT_DTYPE
     ) -> None:
         self.model = Path(model_path).name if Path(model_path).is_dir() else str(model_path)
-        # torch's pool is process-wide. One thread per core is fastest on an idle machine, but
-        # when other work holds a core the spinning workers collapse (measured 10 -> 2 tok/s
-        # on 2 cores); pass threads=1 where the LLM shares the machine.
-        self.threads = threads or len(os.sched_getaffinity(0))
+        # torch's pool is process-wide. Decoding a small model is memory-bound, so a second
+        # thread gains little on an idle machine, while a busy core makes spinning workers
+        # collapse (2 cores: 1 thread 11-13 tok/s, 2 threads 2-12 tok/s when retrieval or
+        # anything else runs). Hence one core is left to the rest of the process.
+        self.threads = threads or max(1, len(os.sched_getaffinity(0)) - 1)
         torch.set_num_threads(self.threads)
         torch_dtype = getattr(torch, dtype, None)
         if not isinstance(torch_dtype, torch.dtype):

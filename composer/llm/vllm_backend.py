@@ -98,8 +98,9 @@ class VLLMBackend:
             with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as r:
                 if r.status_code != 200:
                     r.read()
-                    raise LLMError(f"vLLM at {self.base_url} answered {r.status_code}: "
-                                   f"{r.text[:200]}")
+                    raise LLMError(
+                        f"vLLM at {self.base_url} answered {r.status_code}: {r.text[:200]}"
+                    )
                 for line in r.iter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -138,5 +139,7 @@ class VLLMBackend:
                     f"{response.text[:200]}"
                 )
             return response.json()
-        raise LLMError(f"cannot connect to vLLM at {self.base_url}: {last}; is a server "
-                       "running there (COMPOSER_VLLM_URL)?")
+        raise LLMError(
+            f"cannot connect to vLLM at {self.base_url}: {last}; is a server "
+            "running there (COMPOSER_VLLM_URL)?"
+        )

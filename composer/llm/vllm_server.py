@@ -45,18 +45,27 @@ class VLLMServer:
 
     def command(self) -> list[str]:
         cmd = [
-            str(self.python), "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(self.model_dir),
-            "--served-model-name", self.served_name,
-            "--host", self.host, "--port", str(self.port),
-            "--max-model-len", str(self.max_model_len),
+            str(self.python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--max-model-len",
+            str(self.max_model_len),
             # Eager mode is ready in ~40 s on 2 cores; graph compilation takes minutes.
             "--enforce-eager",
             "--structured-outputs-config",
             '{"backend":"xgrammar","disable_any_whitespace":true}',
         ]
-        cmd.append("--enable-prefix-caching" if self.prefix_caching
-                   else "--no-enable-prefix-caching")
+        cmd.append(
+            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching"
+        )
         return cmd
 
     def start(self, timeout_s: float = 300.0) -> None:
@@ -64,11 +73,19 @@ class VLLMServer:
             raise VLLMServerError(
                 f"{self.python} not found; install vLLM with `bash scripts/bootstrap_vllm.sh`"
             )
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
-               "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        env = {
+            **os.environ,
+            "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
         out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command(), env=env, stdout=out, stderr=subprocess.STDOUT,
+            self.command(),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.wait_ready(timeout_s)
@@ -82,8 +99,10 @@ class VLLMServer:
                     + (f"; see {self.log_file}" if self.log_file else "")
                 )
             try:
-                if httpx.get(f"http://{self.host}:{self.port}/health", timeout=2).status_code \
-                        == 200:
+                if (
+                    httpx.get(f"http://{self.host}:{self.port}/health", timeout=2).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
