@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,12 +129,15 @@ class TransformersBackend:
             out.append(self._copy(out[0]))
         return out
 
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        """Text deltas of one completion; the lock is held until the iterator ends or closes."""
+    def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
+        """Text deltas of one completion, then (as the generator's return value) its
+        :class:`Generation` summary; the lock is held until the iterator ends or closes."""
         prompt = self._encode(request.messages)
         rng = self._rng(request)
+        run = _Run()
         with self._lock, _as_llm_error(self.model):
-            yield from self._deltas(self._tokens(prompt, request, rng, _Run()))
+            yield from self._deltas(self._tokens(prompt, request, rng, run))
+        return self._to_generation(run)
 
     # -- pieces ----------------------------------------------------------------------------
 
