@@ -37,6 +37,7 @@ class Generation:
     tokens: int
     finish_reason: str = "stop"  # "stop" | "length"
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cached_tokens: int = 0  # prompt tokens served from a prefix cache
 
 
 class LLMError(Exception):
