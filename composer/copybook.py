@@ -51,7 +51,6 @@ class Copybook:
             text = phrases["chosen"]
         return _fit(text, 80)
 
-
     def copy_templates(self, kind: str) -> list[str]:
         return list(self.data["copy"][kind])
 

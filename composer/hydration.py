@@ -57,9 +57,7 @@ def to_layout(
             Slot(handle=h, reason=book.reason(reasons[handles.products[h]], catalog))
             for h in sec.items
         ]
-        sections.append(
-            Section(kind=sec.kind, theme=sec.theme, headline=sec.headline, slots=slots)
-        )
+        sections.append(Section(kind=sec.kind, theme=sec.theme, headline=sec.headline, slots=slots))
     return PageLayout(title=page.title, sections=sections)
 
 

@@ -78,19 +78,28 @@ def constrained_ratio(composer: PageComposer, shopper: str, backend: str) -> dic
     handles = HandleMap.build(candidates)
     catalog = composer.retriever.catalog.by_id()
     products = {pid: catalog[pid] for pid in handles.products.values()}
-    variables = page_variables(candidates, products, handles, request.kind, request.locale,
-                               request.max_sections, composer.settings.brand_voice)
+    variables = page_variables(
+        candidates,
+        products,
+        handles,
+        request.kind,
+        request.locale,
+        request.max_sections,
+        composer.settings.brand_voice,
+    )
     gen = GenerationRequest(
         messages=composer.prompts.render(composer.settings.prompt, variables),
-        json_schema=generation_schema(list(handles.products), list(handles.themes),
-                                      request.max_sections),
+        json_schema=generation_schema(
+            list(handles.products), list(handles.themes), request.max_sections
+        ),
         max_tokens=composer.settings.page_max_tokens,
     )
     return measure_decoding_speed(composer.backends.get(backend), replace(gen), runs=2)
 
 
-def run_copy(writer: Copywriter, product_ids: Sequence[str], backend: str,
-             progress: Progress | None = None) -> dict[str, Any]:
+def run_copy(
+    writer: Copywriter, product_ids: Sequence[str], backend: str, progress: Progress | None = None
+) -> dict[str, Any]:
     passed, total, distinct_ok, fallbacks, seconds = 0, 0, 0, 0, []
     for pid in product_ids:
         result = writer.write(CopyRequest(products=[pid], n=3, backend=backend))

@@ -26,7 +26,6 @@ class SectionScanner:
         self._section_start: int | None = None
         self._in_sections = False
 
-
     def feed(self, delta: str) -> list[dict[str, Any]]:
         """Add text; return the sections completed by it, in order."""
         self.text += delta
@@ -49,8 +48,11 @@ class SectionScanner:
                 if ch == "{" and self._in_sections and self._depth == 3:
                     self._section_start = self._pos
             elif ch in "]}":
-                if ch == "}" and self._in_sections and self._depth == 3 and (
-                    self._section_start is not None
+                if (
+                    ch == "}"
+                    and self._in_sections
+                    and self._depth == 3
+                    and (self._section_start is not None)
                 ):
                     raw = self.text[self._section_start : self._pos + 1]
                     self._section_start = None

@@ -57,8 +57,9 @@ def free_port() -> int:
 
 
 def test_dead_server_costs_one_fast_failure_then_immediate_refusals() -> None:
-    backend = VLLMBackend(f"http://127.0.0.1:{free_port()}/v1", "m",
-                          breaker=CircuitBreaker(cooldown_s=30))
+    backend = VLLMBackend(
+        f"http://127.0.0.1:{free_port()}/v1", "m", breaker=CircuitBreaker(cooldown_s=30)
+    )
     request = GenerationRequest(messages=(ChatMessage("user", "hi"),))
     with pytest.raises(LLMError, match="cannot connect"):
         backend.generate(request)

@@ -149,10 +149,12 @@ def test_prefix_cache_reuses_the_shared_start_and_changes_nothing(
     backend: TransformersBackend,
 ) -> None:
     system = ChatMessage("system", "You are a helpful assistant for a film shop. " * 12)
-    first = GenerationRequest(messages=(system, ChatMessage("user", "Name a comedy.")),
-                              max_tokens=12)
-    second = GenerationRequest(messages=(system, ChatMessage("user", "Name a western.")),
-                               max_tokens=12)
+    first = GenerationRequest(
+        messages=(system, ChatMessage("user", "Name a comedy.")), max_tokens=12
+    )
+    second = GenerationRequest(
+        messages=(system, ChatMessage("user", "Name a western.")), max_tokens=12
+    )
     backend.generate(first)
     warm = backend.generate(second)[0]
     backend._prefix = None  # cold: no cache to reuse

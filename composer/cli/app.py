@@ -529,16 +529,22 @@ def bench_page(
     try:
         retriever = load_retriever(s.retrieval_config(), store)
         composer_ = PageComposer(s, retriever)
-        shoppers = sorted(retriever.mf.model.user_index, key=lambda x: (len(x), x))[:pages] \
-            if retriever.mf else []
+        shoppers = (
+            sorted(retriever.mf.model.user_index, key=lambda x: (len(x), x))[:pages]
+            if retriever.mf
+            else []
+        )
         products = retriever.catalog.ids[:copies]
         with progress_bars(not json_out) as progress:
             llm = run_pages(composer_, shoppers, backend, progress(f"{backend} pages", pages))
             rules = run_pages(composer_, shoppers, "rules", progress("rules pages", pages))
             ratio = constrained_ratio(composer_, shoppers[0], backend)
             writer = _copywriter(s, store)
-            copy = run_copy(writer, products, backend, progress("copy requests", copies)) \
-                if copies else {}
+            copy = (
+                run_copy(writer, products, backend, progress("copy requests", copies))
+                if copies
+                else {}
+            )
     finally:
         store.close()
     report = {
@@ -552,8 +558,11 @@ def bench_page(
     if json_out:
         print_json(report)
         return
-    table(f"Pages: {backend} vs rules", ["metric", backend, "rules"],
-          [[k, llm[k], rules[k]] for k in llm])
+    table(
+        f"Pages: {backend} vs rules",
+        ["metric", backend, "rules"],
+        [[k, llm[k], rules[k]] for k in llm],
+    )
     console.print(f"constrained/unconstrained decoding speed: {ratio['constrained_speed_ratio']}")
     if copy:
         table("Copy", ["metric", "value"], list(copy.items()))
@@ -577,15 +586,21 @@ def vllm_serve(
     s = settings()
     path = resolve_model(model or s.llm_model, s.resolved_cache_dir())
     server = VLLMServer(
-        model_dir=Path(path), served_name=s.llm_model if model is None else Path(model).name,
-        port=port, python=python_for_vllm(), max_model_len=max_model_len,
-        kv_cache_gib=kv_cache_gib, prefix_caching=prefix_caching,
+        model_dir=Path(path),
+        served_name=s.llm_model if model is None else Path(model).name,
+        port=port,
+        python=python_for_vllm(),
+        max_model_len=max_model_len,
+        kv_cache_gib=kv_cache_gib,
+        prefix_caching=prefix_caching,
         log_file=s.artifacts_dir / "vllm-server.log",
     )
     console.print(f"starting vLLM for {path} (log: {server.log_file}) …")
     server.start()
-    console.print(f"vLLM ready at {server.url} — set COMPOSER_VLLM_URL={server.url} "
-                  "COMPOSER_LLM_BACKEND=vllm; Ctrl-C stops it")
+    console.print(
+        f"vLLM ready at {server.url} — set COMPOSER_VLLM_URL={server.url} "
+        "COMPOSER_LLM_BACKEND=vllm; Ctrl-C stops it"
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -608,6 +623,8 @@ def serve(
     from composer.api.server import serve as run_server
 
     s = settings()
-    console.print(f"serving on http://{host}:{port} — try http://{host}:{port}/pages/196 "
-                  f"and http://{host}:{port}/schema")
+    console.print(
+        f"serving on http://{host}:{port} — try http://{host}:{port}/pages/196 "
+        f"and http://{host}:{port}/schema"
+    )
     run_server(s, host=host, port=port, workers=workers)

@@ -66,8 +66,9 @@ class PageLayout(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3,
-                                            max_length=TITLE_MAX)]
+    title: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=3, max_length=TITLE_MAX)
+    ]
     sections: list[Section] = Field(min_length=1, max_length=MAX_SECTIONS)
 
     def handles(self) -> list[str]:

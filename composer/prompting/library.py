@@ -62,5 +62,3 @@ class PromptLibrary:
             text = "".join(block(template.new_context(dict(variables)))).strip()
             messages.append(ChatMessage(role, text))
         return tuple(messages)
-
-
