@@ -15,57 +15,17 @@ from typing import Any
 import html5lib
 import pytest
 from conftest import CACHE, BuiltShop
+from fault_injection import ScriptedBackend
 from litestar import Litestar
 from litestar.testing import TestClient
 
 from composer.api import ApiSettings, Services, create_app
 from composer.api.logs import JsonFormatter
 from composer.backends import BackendRegistry
-from composer.llm.base import Generation, GenerationRequest, LLMError
 from composer.settings import Settings
 from retrieval import FusionParams
 from retrieval.profile import pseudonymise
 from retrieval.records import EventKind, Interaction
-
-
-class ScriptedBackend:
-    """A fault injector standing in for a model: raises, stalls, or returns given text."""
-
-    model = "scripted"
-    supports_schema = True
-    can_stream = True
-
-    def __init__(
-        self,
-        name: str,
-        texts: list[str] | None = None,
-        error: str | None = None,
-        stall_s: float = 0.0,
-        crash: bool = False,
-    ) -> None:
-        self.name = name
-        self.texts = list(texts or [])
-        self.error = error
-        self.stall_s = stall_s
-        self.crash = crash
-        self.calls = 0
-
-    def generate(self, request: GenerationRequest) -> list[Generation]:
-        return [Generation("".join(self.stream(request)), tokens=1)]
-
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        self.calls += 1
-        if self.crash:  # not an LLMError: a backend bug the composer does not expect
-            raise RuntimeError("segfault in the tokenizer")
-        if self.error:
-            raise LLMError(self.error)
-        text = self.texts[min(self.calls, len(self.texts)) - 1] if self.texts else ""
-        for ch in text:
-            if self.stall_s:
-                time.sleep(self.stall_s)
-            yield ch
-        return Generation(text, tokens=len(text) // 4)
-
 
 TWO_SECTIONS = json.dumps(
     {

@@ -5,53 +5,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import html5lib
 import pytest
 from conftest import CACHE, BuiltShop
+from fault_injection import ScriptedBackend
 
 from composer.backends import BackendRegistry
 from composer.layout import Locale, PageKind, PageLayout
-from composer.llm.base import Generation, GenerationRequest, LLMError
 from composer.page_request import PageRequest
 from composer.pipeline import DoneEvent, PageComposer, RetrievalEvent, SectionEvent
 from composer.settings import Settings
-
-
-class ScriptedBackend:
-    """A fault injector standing in for a model: raises, stalls, or returns given text."""
-
-    model = "scripted"
-    supports_schema = True
-    can_stream = True
-
-    def __init__(
-        self,
-        name: str,
-        texts: list[str] | None = None,
-        error: str | None = None,
-        stall_s: float = 0.0,
-    ) -> None:
-        self.name = name
-        self.texts = list(texts or [])
-        self.error = error
-        self.stall_s = stall_s
-        self.calls = 0
-
-    def generate(self, request: GenerationRequest) -> list[Generation]:
-        return [Generation("".join(self.stream(request)), tokens=1)]
-
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        self.calls += 1
-        if self.error:
-            raise LLMError(self.error)
-        text = self.texts[min(self.calls, len(self.texts)) - 1] if self.texts else ""
-        for ch in text:
-            if self.stall_s:
-                time.sleep(self.stall_s)
-            yield ch
-        return Generation(text, tokens=len(text) // 4)
 
 
 def composer_for(shop: BuiltShop, backend=None, **overrides) -> PageComposer:  # type: ignore[no-untyped-def]

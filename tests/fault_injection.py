@@ -1,0 +1,50 @@
+"""Fault injectors: scripted stand-ins for a model that raise, stall or return given text.
+
+They test the composer's and the API's fallbacks; quality tests use the real model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from composer.llm.base import Generation, GenerationRequest, LLMError
+
+
+class ScriptedBackend:
+    """A fault injector standing in for a model: raises, stalls, or returns given text."""
+
+    model = "scripted"
+    supports_schema = True
+    can_stream = True
+
+    def __init__(
+        self,
+        name: str,
+        texts: list[str] | None = None,
+        error: str | None = None,
+        stall_s: float = 0.0,
+        crash: bool = False,
+    ) -> None:
+        self.name = name
+        self.texts = list(texts or [])
+        self.error = error
+        self.stall_s = stall_s
+        self.crash = crash
+        self.calls = 0
+
+    def generate(self, request: GenerationRequest) -> list[Generation]:
+        return [Generation("".join(self.stream(request)), tokens=1)]
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        self.calls += 1
+        if self.crash:  # not an LLMError: a backend bug the composer does not expect
+            raise RuntimeError("segfault in the tokenizer")
+        if self.error:
+            raise LLMError(self.error)
+        text = self.texts[min(self.calls, len(self.texts)) - 1] if self.texts else ""
+        for ch in text:
+            if self.stall_s:
+                time.sleep(self.stall_s)
+            yield ch
+        return Generation(text, tokens=len(text) // 4)
