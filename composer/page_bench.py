@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from composer.copywriting import CopyRequest, Copywriter
-from composer.layout import PageLayout, generation_schema
+from composer.layout import PageLayout
 from composer.llm.base import GenerationRequest
 from composer.llm.speed import measure_decoding_speed
 from composer.page_request import PageRequest
 from composer.pipeline import PageComposer, PageResult
-from composer.prompting import HandleMap, page_variables
+from composer.prompting import HandleMap
 
 Progress = Callable[[int], None]
 
@@ -78,23 +77,13 @@ def constrained_ratio(composer: PageComposer, shopper: str, backend: str) -> dic
     handles = HandleMap.build(candidates)
     catalog = composer.retriever.catalog.by_id()
     products = {pid: catalog[pid] for pid in handles.products.values()}
-    variables = page_variables(
-        candidates,
-        products,
-        handles,
-        request.kind,
-        request.locale,
-        request.max_sections,
-        composer.settings.brand_voice,
+    _, messages, schema = composer.prompt_for(
+        request, candidates, handles, products, composer.settings.prompt
     )
     gen = GenerationRequest(
-        messages=composer.prompts.render(composer.settings.prompt, variables),
-        json_schema=generation_schema(
-            list(handles.products), list(handles.themes), request.max_sections
-        ),
-        max_tokens=composer.settings.page_max_tokens,
+        messages=messages, json_schema=schema, max_tokens=composer.settings.page_max_tokens
     )
-    return measure_decoding_speed(composer.backends.get(backend), replace(gen), runs=2)
+    return measure_decoding_speed(composer.backends.get(backend), gen, runs=2)
 
 
 def run_copy(

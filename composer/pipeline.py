@@ -24,7 +24,7 @@ from composer.settings import Settings
 from composer.streaming import SectionScanner
 from composer.trace import Attempt, PageTrace
 from composer.validation import PageChecker, parse
-from retrieval import CandidateSet, RetrievalRequest, Retriever
+from retrieval import CandidateSet, Product, RetrievalRequest, Retriever
 
 
 class NoCandidatesError(ComposerError):
@@ -125,18 +125,8 @@ class PageComposer:
         yield RetrievalEvent(trace.candidates)
 
         t = time.perf_counter()
-        variables = page_variables(
-            candidates,
-            products,
-            handles,
-            request.kind,
-            request.locale,
-            request.max_sections,
-            self.settings.brand_voice,
-        )
-        messages = self.prompts.render(prompt_name, variables)
-        schema = generation_schema(
-            list(handles.products), list(handles.themes), request.max_sections
+        variables, messages, schema = self.prompt_for(
+            request, candidates, handles, products, prompt_name
         )
         timings["prompt"] = _ms(t)
 
@@ -246,6 +236,30 @@ class PageComposer:
         yield DoneEvent(PageResult(layout, page, html, trace))
 
     # -- pieces ---------------------------------------------------------------------------
+
+    def prompt_for(
+        self,
+        request: PageRequest,
+        candidates: CandidateSet,
+        handles: HandleMap,
+        products: dict[str, Product],
+        prompt_name: str,
+    ) -> tuple[dict[str, Any], tuple[ChatMessage, ...], dict[str, Any]]:
+        """Prompt variables, rendered messages and the constrained-decoding schema."""
+        variables = page_variables(
+            candidates,
+            products,
+            handles,
+            request.kind,
+            request.locale,
+            request.max_sections,
+            self.settings.brand_voice,
+        )
+        messages = self.prompts.render(prompt_name, variables)
+        schema = generation_schema(
+            list(handles.products), list(handles.themes), request.max_sections
+        )
+        return variables, messages, schema
 
     def _retrieve(self, request: PageRequest) -> CandidateSet:
         unknown = [p for p in request.recent_items if p not in self.retriever.catalog.index]

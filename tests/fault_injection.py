@@ -5,6 +5,7 @@ They test the composer's and the API's fallbacks; quality tests use the real mod
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -48,3 +49,26 @@ class ScriptedBackend:
                 time.sleep(self.stall_s)
             yield ch
         return Generation(text, tokens=len(text) // 4)
+
+
+# A well-formed two-section page over handles every request has (P1-P5, T1-T2).
+TWO_SECTIONS = json.dumps(
+    {
+        "title": "Movie night",
+        "sections": [
+            {
+                "kind": "hero",
+                "theme": "T1",
+                "headline": "Picked for your taste",
+                "items": ["P1", "P2", "P3"],
+            },
+            {
+                "kind": "grid",
+                "theme": "T2",
+                "headline": "Laughs worth sharing",
+                "items": ["P4", "P5"],
+            },
+        ],
+    },
+    separators=(",", ":"),
+)

@@ -15,7 +15,7 @@ from typing import Any
 import html5lib
 import pytest
 from conftest import CACHE, BuiltShop
-from fault_injection import ScriptedBackend
+from fault_injection import TWO_SECTIONS, ScriptedBackend
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -26,27 +26,6 @@ from composer.settings import Settings
 from retrieval import FusionParams
 from retrieval.profile import pseudonymise
 from retrieval.records import EventKind, Interaction
-
-TWO_SECTIONS = json.dumps(
-    {
-        "title": "Movie night",
-        "sections": [
-            {
-                "kind": "hero",
-                "theme": "T1",
-                "headline": "Picked for your taste",
-                "items": ["P1", "P2", "P3"],
-            },
-            {
-                "kind": "grid",
-                "theme": "T2",
-                "headline": "Laughs worth sharing",
-                "items": ["P4", "P5"],
-            },
-        ],
-    },
-    separators=(",", ":"),
-)
 
 
 def settings_for(shop: BuiltShop, **overrides: Any) -> Settings:

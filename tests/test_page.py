@@ -9,7 +9,7 @@ import time
 import html5lib
 import pytest
 from conftest import CACHE, BuiltShop
-from fault_injection import ScriptedBackend
+from fault_injection import TWO_SECTIONS, ScriptedBackend
 
 from composer.backends import BackendRegistry
 from composer.layout import Locale, PageKind, PageLayout
@@ -114,26 +114,7 @@ def test_a_stalled_backend_hits_the_deadline_and_the_page_still_comes(ml_shop: B
 
 
 def test_stream_sends_retrieval_then_sections_in_order_then_the_page(ml_shop: BuiltShop) -> None:
-    text = json.dumps(
-        {
-            "title": "Movie night",
-            "sections": [
-                {
-                    "kind": "hero",
-                    "theme": "T1",
-                    "headline": "Picked for your taste",
-                    "items": ["P1", "P2", "P3"],
-                },
-                {
-                    "kind": "grid",
-                    "theme": "T2",
-                    "headline": "Laughs worth sharing",
-                    "items": ["P4", "P5"],
-                },
-            ],
-        },
-        separators=(",", ":"),
-    )
+    text = TWO_SECTIONS
     events = list(
         composer_for(ml_shop, ScriptedBackend("transformers", texts=[text])).stream(
             PageRequest(shopper_id="42")
