@@ -628,3 +628,57 @@ def serve(
         f"and http://{host}:{port}/schema"
     )
     run_server(s, host=host, port=port, workers=workers)
+
+
+@bench_app.command("api")
+def bench_api(
+    url: Annotated[
+        str | None, typer.Option(help="A running server (loopback); default: start one.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="LLM backend measured beside rules.")] = (
+        "transformers"
+    ),
+    rules_requests: Annotated[int, typer.Option(min=16, help="Requests per rules run.")] = 400,
+    llm_requests: Annotated[int, typer.Option(min=0, help="LLM requests at c1 (×4 at c16).")] = 4,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Workers of a started server.")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate."""
+    from composer.api_bench import LocalServer, run
+
+    s = settings()
+    store = open_store(s)
+    try:
+        shoppers = sorted({e.shopper_id for e in store.all_events()})
+    finally:
+        store.close()
+    if url:
+        report = run(url.rstrip("/"), backend, rules_requests, llm_requests, shoppers)
+    else:
+        with LocalServer(workers) as server:
+            report = run(server.url, backend, rules_requests, llm_requests, shoppers)
+    report["workers"] = workers if not url else None
+    if json_out:
+        print_json(report)
+        return
+    rows = []
+    for name in ("rules", "llm"):
+        for c in ("c1", "c16"):
+            r = report[name].get(c)
+            if r:
+                rows.append(
+                    [
+                        name if name == "rules" else backend,
+                        c,
+                        r["pages_per_s"],
+                        r["p50_ms"],
+                        r["p99_ms"],
+                        r["fallback_rate"],
+                        r["errors"],
+                    ]
+                )
+    table(
+        "Page API under load",
+        ["backend", "concurrency", "pages/s", "p50 ms", "p99 ms", "fallback rate", "errors"],
+        rows,
+    )

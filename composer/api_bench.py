@@ -1,0 +1,152 @@
+"""`composer bench api`: pages/s and latency of a running page API under concurrent load.
+
+Only loopback addresses are accepted. Each request asks for a different shopper and seed,
+so the page cache does not answer for the benchmark. The `rules` backend is the baseline in
+the same run; the LLM figures add the fallback rate under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+from composer.errors import UsageError
+
+
+def check_loopback(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UsageError(f"--url must point at this machine (loopback), got {host!r}")
+
+
+async def _load(
+    url: str, backend: str, concurrency: int, total: int, shoppers: Sequence[str]
+) -> dict[str, Any]:
+    # Callers give each run its own shoppers and a fresh seed range: no request repeats an
+    # earlier one (rules pages ignore the seed), so none is answered by the page cache.
+    seed_base = time.time_ns() % 1_000_000_000
+    latencies: list[float] = []
+    fallbacks = errors = 0
+    counter = iter(range(total))
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal fallbacks, errors
+        for i in counter:
+            body = {
+                "shopper_id": shoppers[i % len(shoppers)],
+                "backend": backend,
+                "seed": seed_base + i,
+                "format": "html",
+            }
+            t = time.perf_counter()
+            try:
+                r = await client.post(f"{url}/v1/pages", json=body)
+            except httpx.HTTPError:
+                errors += 1
+                continue
+            latencies.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200:
+                errors += 1
+            elif r.json()["trace"]["fallback"]:
+                fallbacks += 1
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return {
+        "requests": total,
+        "pages_per_s": round(len(latencies) / elapsed, 2) if elapsed else 0.0,
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else 0.0,
+        "p99_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else 0.0,
+        "fallback_rate": round(fallbacks / max(len(latencies), 1), 3),
+        "errors": errors,
+    }
+
+
+def run(
+    url: str, llm_backend: str, rules_requests: int, llm_requests: int, shoppers: Sequence[str]
+) -> dict[str, Any]:
+    check_loopback(url)
+    out: dict[str, Any] = {"rules": {}, "llm": {"backend": llm_backend}}
+    plan = [("rules", "rules", c, rules_requests) for c in (1, 16)]
+    if llm_requests:
+        plan += [("llm", llm_backend, 1, llm_requests), ("llm", llm_backend, 16, 4 * llm_requests)]
+    used = 0
+    for group, backend, c, n in plan:
+        own = [shoppers[(used + i) % len(shoppers)] for i in range(n)]
+        used += n
+        out[group][f"c{c}"] = asyncio.run(_load(url, backend, c, n, own))
+    out["distinct_shoppers"] = min(used, len(shoppers))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalServer:
+    """`composer serve` in a child process on a free loopback port, for the benchmark."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> LocalServer:
+        cmd = [
+            sys.executable,
+            "-m",
+            "composer.api.server",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
+        self.process = subprocess.Popen(
+            cmd,
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        self.__exit__()
+        raise UsageError("the API server did not become ready; run `composer serve` to see why")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
