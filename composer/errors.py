@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class ComposerError(Exception):
     """Base class for errors shown to a user as one line."""
@@ -9,3 +11,9 @@ class ComposerError(Exception):
 
 class UsageError(ComposerError):
     """A command-line or request argument is wrong."""
+
+
+def first_error(exc: ValidationError, where: str = "request") -> str:
+    """``field: message`` for the first problem pydantic found (``where`` when no field)."""
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc'])) or where}: {first['msg']}"

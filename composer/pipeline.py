@@ -208,7 +208,7 @@ class PageComposer:
         t = time.perf_counter()
         if checker.accepted:
             if title is None:
-                title = self._rules_title(variables)
+                title = self._rules_generated(variables).title
                 trace.repairs.append("title replaced by the rules title")
             final = GeneratedPage(title=title, sections=checker.accepted)
         else:
@@ -293,22 +293,20 @@ class PageComposer:
         page = hydrate(layout, handles, products, request.kind, request.locale)
         return SectionEvent(index, page.sections[0], layout.sections[0].model_dump(mode="json"))
 
+    def _rules_generated(self, variables: dict[str, Any]) -> GeneratedPage:
+        rules = self.backends.get("rules")
+        page, _ = parse(rules.generate(GenerationRequest(messages=(), context=variables))[0].text)
+        assert page is not None, "the rules backend writes valid pages"
+        return page
+
     def _rules_page(
         self, variables: dict[str, Any], handles: HandleMap, request: PageRequest
     ) -> GeneratedPage:
-        rules = self.backends.get("rules")
-        text = rules.generate(GenerationRequest(messages=(), context=variables))[0].text
-        page, _ = parse(text)
+        page = self._rules_generated(variables)
         checker = PageChecker(handles, request.locale, request.max_sections)
-        assert page is not None, "the rules backend writes valid pages"
         for n, sec in enumerate(page.sections):
             checker.section(sec, f"sections[{n}]")
         return GeneratedPage(title=page.title, sections=checker.accepted or page.sections)
-
-    def _rules_title(self, variables: dict[str, Any]) -> str:
-        rules = self.backends.get("rules")
-        page, _ = parse(rules.generate(GenerationRequest(messages=(), context=variables))[0].text)
-        return page.title if page else "—"
 
 
 def _generate(backend: LLMBackend, request: GenerationRequest) -> Generator[str, None, Any]:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from composer.cli.output import console, print_json, progress_bars, table
-from composer.errors import ComposerError, UsageError
+from composer.errors import ComposerError, UsageError, first_error
 from composer.layout import Locale, PageKind
 from composer.provision import open_store, run_setup
 from composer.settings import Settings
@@ -391,9 +391,7 @@ def page(
             max_sections=sections,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(map(str, first["loc"])) or "request"
-        raise UsageError(f"{field}: {first['msg']}") from None
+        raise UsageError(first_error(exc)) from None
     s = settings()
     store = open_store(s)
     try:
@@ -462,8 +460,7 @@ def copy_single(
             seed=seed,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UsageError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise UsageError(first_error(exc)) from None
     s = settings()
     store = open_store(s)
     try:
@@ -521,6 +518,7 @@ def bench_page(
 ) -> None:
     """LLM pages vs the rules baseline: tokens, latency, first section, validity, fallbacks,
     constrained vs unconstrained decoding speed; and copy requests."""
+    from composer.copywriting import Copywriter
     from composer.page_bench import constrained_ratio, run_copy, run_pages
     from composer.pipeline import PageComposer
 
@@ -539,7 +537,8 @@ def bench_page(
             llm = run_pages(composer_, shoppers, backend, progress(f"{backend} pages", pages))
             rules = run_pages(composer_, shoppers, "rules", progress("rules pages", pages))
             ratio = constrained_ratio(composer_, shoppers[0], backend)
-            writer = _copywriter(s, store)
+            # The retriever already holds the catalog; the same backends serve copy.
+            writer = Copywriter(s, retriever.catalog.by_id(), composer_.backends)
             copy = (
                 run_copy(writer, products, backend, progress("copy requests", copies))
                 if copies

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from composer.copywriting.model import CopyRequest
 from composer.copywriting.writer import Copywriter
-from composer.errors import ComposerError
+from composer.errors import ComposerError, first_error
 
 
 @dataclass
@@ -82,12 +82,10 @@ def run_batch(
                     continue
                 record = {"key": key, "line": line_no, "error": f"invalid JSON: {exc.msg}"}
             except ValidationError as exc:
-                first = exc.errors()[0]
-                field_name = ".".join(map(str, first["loc"])) or "line"
                 record = {
                     "key": _key(line_no, data),
                     "line": line_no,
-                    "error": f"{field_name}: {first['msg']}",
+                    "error": first_error(exc, where="line"),
                 }
             except ComposerError as exc:
                 record = {"key": _key(line_no, data), "line": line_no, "error": str(exc)}

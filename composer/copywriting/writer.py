@@ -73,6 +73,13 @@ class Copywriter:
             "additionalProperties": False,
         }
         titles = [p["title"] for p in variables["products"]]  # type: ignore[index]
+
+        def checked(text: str) -> CopyVariant:
+            checks = copy_checks(
+                text, request.locale, request.limit(), self.settings.banned_words, titles
+            )
+            return CopyVariant(text=text, checks=checks, passed=all(checks.values()))
+
         result = CopyResult(
             id=request.id,
             kind=request.kind,
@@ -106,10 +113,7 @@ class Copywriter:
             if text is None or text.lower() in seen:
                 continue
             seen.add(text.lower())
-            checks = copy_checks(
-                text, request.locale, request.limit(), self.settings.banned_words, titles
-            )
-            variant = CopyVariant(text=text, checks=checks, passed=all(checks.values()))
+            variant = checked(text)
             (result.variants if variant.passed else failing).append(variant)
         if len(result.variants) < request.n and backend.name != "rules":
             # The model could not find enough distinct, clean variants: top up from templates.
@@ -124,12 +128,7 @@ class Copywriter:
                 )
                 if text and text.lower() not in seen:
                     seen.add(text.lower())
-                    checks = copy_checks(
-                        text, request.locale, request.limit(), self.settings.banned_words, titles
-                    )
-                    result.variants.append(
-                        CopyVariant(text=text, checks=checks, passed=all(checks.values()))
-                    )
+                    result.variants.append(checked(text))
                     result.fallback = True
                     result.fallback_reason = result.fallback_reason or "too few clean variants"
         # Failing variants are shown last, with the checks they failed, only to fill up to n.
