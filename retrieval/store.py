@@ -322,6 +322,16 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(events_table.c.event_id))).scalar() or 0
 
+    def last_event_id_for(self, shopper_id: str) -> int:
+        """The shopper's latest event id (0 if none): changes with every new event."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(events_table.c.event_id)).where(
+                    events_table.c.shopper_id == shopper_id
+                )
+            ).scalar()
+        return int(value or 0)
+
     def last_event_time(self) -> float | None:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(events_table.c.ts))).scalar()

@@ -29,8 +29,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
 from composer.api.cache import PageCache, PageKey, page_key
 from composer.api.config import ApiSettings
 from composer.api.errors import FieldError
@@ -38,7 +36,6 @@ from composer.api.gate import LLMGate, QueueFull
 from composer.api.metrics import ApiMetrics
 from composer.api.services import Services
 from composer.errors import ComposerError, UsageError
-from composer.hydration import HydratedSection
 from composer.layout import Locale
 from composer.page_request import PageRequest
 from composer.pipeline import (
@@ -49,10 +46,7 @@ from composer.pipeline import (
     RetrievalEvent,
     SectionEvent,
 )
-from composer.rendering import PageRenderer
-from composer.rendering.renderer import _LABELS
 from retrieval.profile import pseudonymise
-from retrieval.store import Store, events_table
 
 log = logging.getLogger("composer.api")
 T = TypeVar("T")
@@ -76,27 +70,6 @@ class StreamItem:
     event: str
     data: str
     result: PageResult | None = None
-
-
-def shopper_state(store: Store, shopper_id: str) -> int:
-    """The id of the shopper's latest stored event (0 if none): changes with every event."""
-    with store.engine.connect() as conn:
-        value = conn.execute(
-            sa.select(sa.func.max(events_table.c.event_id)).where(
-                events_table.c.shopper_id == shopper_id
-            )
-        ).scalar()
-    return int(value or 0)
-
-
-def section_html(renderer: PageRenderer, section: HydratedSection, locale: Locale) -> str:
-    """One section with the page's own partial (``templates/sections/<kind>.html``)."""
-    template = renderer.env.get_template(f"sections/{section.kind}.html")
-    return template.render(
-        section=section,
-        price=lambda amount: renderer.price(amount, locale),
-        labels=_LABELS[locale],
-    )
 
 
 def mark_fallback(result: PageResult, reason: str) -> PageResult:
@@ -140,7 +113,7 @@ class PageService:
         except UsageError as exc:
             raise FieldError("prompt", str(exc)) from None
         state = (
-            shopper_state(self.services.store, request.shopper_id)
+            self.services.store.last_event_id_for(request.shopper_id)
             if request.shopper_id is not None
             else None
         )
@@ -360,7 +333,7 @@ class PageService:
         if isinstance(event, RetrievalEvent):
             return StreamItem("retrieval", _json({"candidates": event.candidates}))
         if isinstance(event, SectionEvent):
-            html = section_html(self.services.renderer, event.section, locale)
+            html = self.services.renderer.render_section(event.section, locale)
             data = {"index": event.index, "section": event.layout, "html": html}
             return StreamItem("section", _json(data))
         result = event.result
@@ -374,7 +347,7 @@ class PageService:
             data = {
                 "index": n,
                 "section": layout_section.model_dump(mode="json"),
-                "html": section_html(self.services.renderer, section, locale),
+                "html": self.services.renderer.render_section(section, locale),
             }
             items.append(StreamItem("section", _json(data)))
         items.append(StreamItem("page", _json(result.to_dict(include_html=True)), result))

@@ -7,7 +7,7 @@ from pathlib import Path
 from babel.numbers import format_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from composer.hydration import HydratedPage
+from composer.hydration import HydratedPage, HydratedSection
 from composer.layout import Locale
 from composer.resources import resource_dir
 
@@ -29,15 +29,19 @@ class PageRenderer:
     def price(self, amount: float, locale: Locale) -> str:
         return format_currency(amount, self.currency, locale=_BABEL_LOCALE[locale])
 
+    def _common(self, locale: Locale) -> dict[str, object]:
+        return {"price": lambda amount: self.price(amount, locale), "labels": _LABELS[locale]}
+
     def render(self, page: HydratedPage, trace_id: str | None = None) -> str:
         template = self.env.get_template("page.html")
         return template.render(
-            page=page,
-            lang=_HTML_LANG[page.locale],
-            price=lambda amount: self.price(amount, page.locale),
-            labels=_LABELS[page.locale],
-            trace_id=trace_id,
+            page=page, lang=_HTML_LANG[page.locale], trace_id=trace_id, **self._common(page.locale)
         )
+
+    def render_section(self, section: HydratedSection, locale: Locale) -> str:
+        """One section with the page's own partial (``templates/sections/<kind>.html``)."""
+        template = self.env.get_template(f"sections/{section.kind}.html")
+        return template.render(section=section, **self._common(locale))
 
 
 _LABELS = {
