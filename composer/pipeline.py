@@ -187,13 +187,12 @@ class PageComposer:
             trace.tokens += attempt.tokens
             page, parse_issues = parse(scanner.text)
             issues += [str(i) for i in parse_issues]
-            if page is not None:
-                title_issues = checker.title_issues(page.title)
-                if title_issues:
-                    issues += [str(i) for i in title_issues]
-                else:
-                    title = title or page.title
-            attempt.issues = issues
+            title_issues = checker.title_issues(page.title) if page is not None else []
+            if page is not None and not title_issues:
+                title = title or page.title
+            # A bad title alone is repaired with the rules title below: retrying a whole
+            # generation for a few words would double the page's latency.
+            attempt.issues = issues + [str(i) for i in title_issues]
             if not issues or len(checker.accepted) >= request.max_sections:
                 break
             if attempt_no == 0:

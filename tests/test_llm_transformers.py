@@ -102,6 +102,29 @@ def test_constrained_output_validates(backend: TransformersBackend) -> None:
     assert list(layout) == list(SCHEMA["properties"])  # schema order, not sorted
 
 
+def test_forced_json_is_not_decoded_token_by_token(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys, punctuation and the rest of a started enum value come from the grammar: the
+    model runs fewer single steps than it emits tokens, and the output is still valid."""
+    steps: list[int] = []
+    forward = backend._forward
+
+    def counting(input_ids, past):  # type: ignore[no-untyped-def]
+        steps.append(int(input_ids.shape[1]))
+        return forward(input_ids, past)
+
+    monkeypatch.setattr(backend, "_forward", counting)
+    request = _ask("Hats for winter. Reply as JSON.", json_schema=SCHEMA, max_tokens=60)
+    [gen] = backend.generate(request)
+    jsonschema.validate(json.loads(gen.text), SCHEMA)
+    decode_steps = steps[1:]  # the first call is the prefill
+    assert any(n > 1 for n in decode_steps)  # forced tokens ride along with a sampled one
+    assert len(steps) < gen.tokens
+    # The opening `{"category":"` is forced before any choice: prefilled with the prompt.
+    assert backend._encode(request.messages).shape[1] < steps[0] + (gen.cached_tokens or 0)
+
+
 def test_enum_holds_against_the_prompt(backend: TransformersBackend) -> None:
     request = _ask(
         'Reply as JSON. The category must be "electronics".', json_schema=SCHEMA, max_tokens=60

@@ -99,9 +99,24 @@ def test_generation_schema_enumerates_this_requests_handles() -> None:
     schema = generation_schema(["P1", "P2"], ["T1"], 2)
     section = schema["properties"]["sections"]
     assert section["maxItems"] == 2
-    assert section["items"]["properties"]["items"]["items"]["enum"] == ["P1", "P2"]
-    assert section["items"]["properties"]["theme"]["enum"] == ["T1"]
+    hero, rest = section["prefixItems"][0]["properties"], section["items"]["properties"]
+    for props in (hero, rest):
+        assert props["items"]["items"]["enum"] == ["P1", "P2"]
+        assert props["theme"]["enum"] == ["T1"]
+    assert hero["kind"]["enum"] == ["hero"] and "hero" not in rest["kind"]["enum"]
     assert schema["additionalProperties"] is False
+    # sections before the title, so the first one streams without waiting for title words
+    assert list(schema["properties"]) == ["sections", "title"]
+    assert section["minItems"] == 1  # one theme: one section is all the page can hold
+
+
+def test_generation_schema_asks_for_two_sections_when_themes_and_products_allow() -> None:
+    handles = [f"P{i}" for i in range(1, 9)]
+    assert generation_schema(handles, ["T1", "T2"], 3)["properties"]["sections"]["minItems"] == 2
+    assert (
+        generation_schema(handles[:3], ["T1", "T2"], 3)["properties"]["sections"]["minItems"] == 1
+    )
+    assert generation_schema(handles, ["T1", "T2"], 1)["properties"]["sections"]["minItems"] == 1
 
 
 def test_scanner_yields_each_section_when_its_brace_closes() -> None:

@@ -1,6 +1,7 @@
 """The page layout model and the per-request JSON schema."""
 
 from composer.layout.model import (
+    HERO_MAX_ITEMS,
     MAX_ITEMS,
     MAX_SECTIONS,
     MIN_ITEMS,
@@ -16,6 +17,7 @@ from composer.layout.model import (
 )
 
 __all__ = [
+    "HERO_MAX_ITEMS",
     "MAX_ITEMS",
     "MAX_SECTIONS",
     "MIN_ITEMS",

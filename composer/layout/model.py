@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 MAX_SECTIONS = 4
 MIN_ITEMS = 2
 MAX_ITEMS = 6
+HERO_MAX_ITEMS = 4  # one lead product and up to three beside it
 TITLE_MAX = 60
 HEADLINE_MAX = 60
 HEADLINE_MIN = 3
@@ -100,38 +101,58 @@ def generation_schema(
 
     Flat on purpose (enums and bounded arrays): constrained decoders compile it fast, and a
     small model follows it. Products are an enum, so no product outside the candidates can
-    be named. Word bounds match :class:`PageLayout`.
+    be named. The first section is the hero (fixed by the schema, so its kind costs no
+    decoding step) and later ones are not. Word bounds match :class:`PageLayout`.
     """
+    sections_max = max(1, min(max_sections, MAX_SECTIONS))
+    # At least two sections when themes and products allow: a one-section "page" is what a
+    # small model settles for when it can.
+    enough_products = len(product_handles) >= 2 * MIN_ITEMS
+    sections_min = 2 if enough_products and min(sections_max, len(theme_handles)) >= 2 else 1
+    # Sections come before the title: the first section streams to the shopper without
+    # waiting for title words.
     return {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "minLength": 3, "maxLength": TITLE_MAX},
             "sections": {
                 "type": "array",
-                "minItems": 1,
-                "maxItems": max(1, min(max_sections, MAX_SECTIONS)),
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "kind": {"type": "string", "enum": [k.value for k in SectionKind]},
-                        "theme": {"type": "string", "enum": theme_handles},
-                        "headline": {
-                            "type": "string",
-                            "minLength": HEADLINE_MIN,
-                            "maxLength": HEADLINE_MAX,
-                        },
-                        "items": {
-                            "type": "array",
-                            "minItems": MIN_ITEMS,
-                            "maxItems": MAX_ITEMS,
-                            "items": {"type": "string", "enum": product_handles},
-                        },
-                    },
-                    "required": ["kind", "theme", "headline", "items"],
-                    "additionalProperties": False,
-                },
+                "minItems": sections_min,
+                "maxItems": sections_max,
+                "prefixItems": [
+                    _section_schema(
+                        [SectionKind.HERO], HERO_MAX_ITEMS, product_handles, theme_handles
+                    )
+                ],
+                "items": _section_schema(
+                    [k for k in SectionKind if k != SectionKind.HERO],
+                    MAX_ITEMS,
+                    product_handles,
+                    theme_handles,
+                ),
+            },
+            "title": {"type": "string", "minLength": 3, "maxLength": TITLE_MAX},
+        },
+        "required": ["sections", "title"],
+        "additionalProperties": False,
+    }
+
+
+def _section_schema(
+    kinds: list[SectionKind], max_items: int, product_handles: list[str], theme_handles: list[str]
+) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": [k.value for k in kinds]},
+            "theme": {"type": "string", "enum": theme_handles},
+            "headline": {"type": "string", "minLength": HEADLINE_MIN, "maxLength": HEADLINE_MAX},
+            "items": {
+                "type": "array",
+                "minItems": MIN_ITEMS,
+                "maxItems": max_items,
+                "items": {"type": "string", "enum": product_handles},
             },
         },
-        "required": ["title", "sections"],
+        "required": ["kind", "theme", "headline", "items"],
         "additionalProperties": False,
     }

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 
 from composer.copybook import copybook
-from composer.layout import MAX_ITEMS, Locale, SectionKind
+from composer.layout import HERO_MAX_ITEMS, MAX_ITEMS, Locale, SectionKind
 from composer.llm.base import Generation, GenerationRequest, LLMError
 
 _KINDS = (SectionKind.HERO, SectionKind.GRID, SectionKind.CAROUSEL, SectionKind.GRID)
@@ -39,7 +39,7 @@ class RulesBackend:
         used: set[str] = set()
         for n, theme in enumerate(themes[: ctx["max_sections"]]):
             # The hero shows a few large tiles; later sections take a fuller row.
-            limit = 4 if not sections else MAX_ITEMS
+            limit = HERO_MAX_ITEMS if not sections else MAX_ITEMS
             items = [h for h in theme["handles"] if h not in used][:limit]
             if len(items) < 2:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ class PromptLibrary:
             keep_trailing_newline=False,
             autoescape=False,
         )
+        # `tojson` escapes ' < > & as \u0027 and the like for HTML; a prompt is not HTML and
+        # every escape costs tokens. `quoted` still quotes and escapes quotes, so catalog
+        # text stays one delimited value.
+        self.env.filters["quoted"] = lambda value: json.dumps(value, ensure_ascii=False)
 
     def names(self, prefix: str = "") -> list[str]:
         return sorted(p.stem for p in self.folder.glob(f"{prefix}*.j2"))

@@ -85,6 +85,8 @@ def page_variables(
                 "year": p.year,
             }
         )
+    by_handle = {c["handle"]: c for c in cands}
+    themed = {p for products_ in handles.theme_products.values() for p in products_}
     return {
         "task": "page",
         "page_kind": kind.value,
@@ -101,8 +103,12 @@ def page_variables(
                 "name": clean_fact(name, 32),
                 "category": handles.theme_categories[h],
                 "handles": list(handles.theme_products[h]),
+                "products": [by_handle[p] for p in handles.theme_products[h] if p in by_handle],
             }
             for h, name in handles.themes.items()
         ],
         "candidates": cands,
+        # Candidates in no theme, so a prompt that lists products under their themes can
+        # still show every candidate exactly once.
+        "unthemed": [c for c in cands if c["handle"] not in themed],
     }

@@ -59,6 +59,9 @@ def parse(text: str) -> tuple[GeneratedPage | None, list[Issue]]:
         ]
 
 
+REPEATS_MAX = 3
+
+
 class PageChecker:
     """Checks and repairs sections one at a time, remembering which products are placed, so
     the same rules apply to a finished page and to sections arriving in a stream."""
@@ -150,4 +153,8 @@ def _text_checks(where: str, text: str, locale: Locale, lo: int, hi: int) -> lis
     out = [Issue(i.code, where, i.message) for i in text_issues(text, locale)]
     if not lo <= len(text.strip()) <= hi:
         out.append(Issue("length", where, f"must be {lo} to {hi} characters"))
+    words = [w.strip(",.:;!?").lower() for w in text.split()]
+    if any(words.count(w) >= REPEATS_MAX for w in set(words) if len(w) > 2):
+        # Greedy decoding of a small model can loop ("Drama, Action, Drama, Drama, …").
+        out.append(Issue("repetitive", where, f"repeats a word {REPEATS_MAX} times or more"))
     return out
