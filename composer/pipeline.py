@@ -256,7 +256,7 @@ class PageComposer:
         )
         messages = self.prompts.render(prompt_name, variables)
         schema = generation_schema(
-            list(handles.products), list(handles.themes), request.max_sections
+            list(handles.products), list(handles.themes), request.max_sections, request.locale
         )
         return variables, messages, schema
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -134,3 +135,15 @@ def test_scanner_yields_each_section_when_its_brace_closes() -> None:
     assert [s["items"] for _, s in seen] == [["P1", "P2"], ["P3", "P4"]]
     assert seen[0][1]["headline"] == 'Quote " and } brace'
     assert seen[0][0] < text.index('"P3"')  # the first arrives before the second is written
+
+
+def test_chinese_pages_are_constrained_to_chinese_characters() -> None:
+    schema = generation_schema(["P1", "P2", "P3", "P4"], ["T1", "T2"], 3, Locale.ZH)
+    headline = schema["properties"]["sections"]["items"]["properties"]["headline"]
+    pattern = re.compile(headline["pattern"])
+    assert pattern.match("开怀一笑的喜剧")
+    assert not pattern.match("Laughs worth sharing")
+    assert not pattern.match("特价99元")  # no digits, so no prices
+    assert re.match(schema["properties"]["title"]["pattern"], "周末电影之夜")
+    english = generation_schema(["P1", "P2"], ["T1"], 2, Locale.EN)
+    assert "pattern" not in english["properties"]["title"]

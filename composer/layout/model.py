@@ -19,6 +19,11 @@ HEADLINE_MAX = 60
 HEADLINE_MIN = 3
 SUBHEAD_MAX = 90
 REASON_MAX = 80
+ZH_HEADLINE_MAX = 16  # Chinese says in 16 characters what English says in 60
+ZH_TITLE_MAX = 20
+# CJK ideographs and the punctuation a headline uses (、。！，：？·); no Latin letters or
+# digits, so no prices or English words either.
+ZH_CHARS = "\u4e00-\u9fff\u3001\u3002\uff01\uff0c\uff1a\uff1f\u00b7"
 
 
 class SectionKind(StrEnum):
@@ -95,15 +100,22 @@ class GeneratedPage(BaseModel):
 
 
 def generation_schema(
-    product_handles: list[str], theme_handles: list[str], max_sections: int = MAX_SECTIONS
+    product_handles: list[str],
+    theme_handles: list[str],
+    max_sections: int = MAX_SECTIONS,
+    locale: Locale = Locale.EN,
 ) -> dict[str, Any]:
     """The JSON schema decoding is constrained by, for this request's handles.
 
     Flat on purpose (enums and bounded arrays): constrained decoders compile it fast, and a
     small model follows it. Products are an enum, so no product outside the candidates can
     be named. The first section is the hero (fixed by the schema, so its kind costs no
-    decoding step) and later ones are not. Word bounds match :class:`PageLayout`.
+    decoding step) and later ones are not. Word bounds match :class:`PageLayout`; Chinese
+    pages restrict their words to Chinese characters, which a small, mostly English model
+    would not keep to by instruction alone.
     """
+    headline = _text_schema(locale, HEADLINE_MIN, HEADLINE_MAX, ZH_HEADLINE_MAX)
+    title = _text_schema(locale, 3, TITLE_MAX, ZH_TITLE_MAX)
     sections_max = max(1, min(max_sections, MAX_SECTIONS))
     # At least two sections when themes and products allow: a one-section "page" is what a
     # small model settles for when it can.
@@ -120,7 +132,7 @@ def generation_schema(
                 "maxItems": sections_max,
                 "prefixItems": [
                     _section_schema(
-                        [SectionKind.HERO], HERO_MAX_ITEMS, product_handles, theme_handles
+                        [SectionKind.HERO], HERO_MAX_ITEMS, product_handles, theme_handles, headline
                     )
                 ],
                 "items": _section_schema(
@@ -128,24 +140,35 @@ def generation_schema(
                     MAX_ITEMS,
                     product_handles,
                     theme_handles,
+                    headline,
                 ),
             },
-            "title": {"type": "string", "minLength": 3, "maxLength": TITLE_MAX},
+            "title": title,
         },
         "required": ["sections", "title"],
         "additionalProperties": False,
     }
 
 
+def _text_schema(locale: Locale, lo: int, hi: int, zh_hi: int) -> dict[str, Any]:
+    if locale == Locale.ZH:
+        return {"type": "string", "pattern": f"^[{ZH_CHARS}]{{{lo},{zh_hi}}}$"}
+    return {"type": "string", "minLength": lo, "maxLength": hi}
+
+
 def _section_schema(
-    kinds: list[SectionKind], max_items: int, product_handles: list[str], theme_handles: list[str]
+    kinds: list[SectionKind],
+    max_items: int,
+    product_handles: list[str],
+    theme_handles: list[str],
+    headline: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
             "kind": {"type": "string", "enum": [k.value for k in kinds]},
             "theme": {"type": "string", "enum": theme_handles},
-            "headline": {"type": "string", "minLength": HEADLINE_MIN, "maxLength": HEADLINE_MAX},
+            "headline": headline,
             "items": {
                 "type": "array",
                 "minItems": MIN_ITEMS,
