@@ -10,7 +10,7 @@ import pytest
 from composer.layout import GeneratedPage, Locale, generation_schema
 from composer.prompting import HandleMap
 from composer.streaming import SectionScanner
-from composer.validation import check_and_repair, parse, text_issues
+from composer.validation import PageChecker, check_and_repair, parse, text_issues
 
 HANDLES = HandleMap(
     products={f"P{i}": str(100 + i) for i in range(1, 9)},
@@ -147,3 +147,10 @@ def test_chinese_pages_are_constrained_to_chinese_characters() -> None:
     assert re.match(schema["properties"]["title"]["pattern"], "周末电影之夜")
     english = generation_schema(["P1", "P2"], ["T1"], 2, Locale.EN)
     assert "pattern" not in english["properties"]["title"]
+
+
+def test_a_looping_title_is_an_issue_and_a_plain_one_is_not() -> None:
+    checker = PageChecker(HANDLES, Locale.EN, 3)
+    looping = checker.title_issues("Top picks: Drama, Action, Drama, Comedy, Drama")
+    assert [i.code for i in looping] == ["repetitive"]
+    assert checker.title_issues("Your weekend movie night") == []
