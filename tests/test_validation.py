@@ -154,3 +154,10 @@ def test_a_looping_title_is_an_issue_and_a_plain_one_is_not() -> None:
     looping = checker.title_issues("Top picks: Drama, Action, Drama, Comedy, Drama")
     assert [i.code for i in looping] == ["repetitive"]
     assert checker.title_issues("Your weekend movie night") == []
+
+
+def test_a_quoted_query_may_be_in_another_script() -> None:
+    assert text_issues("“something comedy to watch”的搜索结果", Locale.ZH) == []
+    assert text_issues("Results for “喜剧”", Locale.EN) == []
+    # outside the quotation marks the locale's script still rules
+    assert [i.code for i in text_issues("Results for comedy “喜剧”", Locale.ZH)] == ["wrong_script"]

@@ -59,6 +59,9 @@ class TextIssue:
     message: str
 
 
+_QUOTED = re.compile(r"“[^”]*”")
+
+
 def unsupported_claims(text: str) -> list[TextIssue]:
     out = []
     for kind, pattern in _CLAIMS:
@@ -75,6 +78,8 @@ def unsupported_claims(text: str) -> list[TextIssue]:
 
 
 def script_issue(text: str, locale: Locale) -> TextIssue | None:
+    # A quotation (“…”) is the shopper's own query, in whatever script they typed it.
+    text = _QUOTED.sub("", text)
     cjk = len(_CJK.findall(text))
     latin = len(_LATIN.findall(text))
     if locale == Locale.ZH and (cjk == 0 or latin > 2 * cjk):
