@@ -1,0 +1,398 @@
+"""Run prompt/backend/model variants over a suite: one page (or copy request) per example,
+every generation through the cache, metrics per example."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer.backends import BACKENDS, BackendRegistry
+from composer.copywriting import CopyRequest, Copywriter
+from composer.errors import ComposerError, UsageError
+from composer.evaluation.gen_cache import (
+    CachedBackend,
+    CacheStats,
+    CallRecord,
+    GenerationCache,
+    recording,
+)
+from composer.evaluation.holdout import Holdout, sample_cases
+from composer.evaluation.metrics import copy_metrics, page_metrics
+from composer.evaluation.suite import CopyCase, PageCase, Suite
+from composer.llm.base import LLMBackend
+from composer.page_request import PageRequest
+from composer.pipeline import PageComposer
+from composer.prompting import PromptLibrary
+from composer.rendering import PageRenderer
+from composer.settings import Settings
+from retrieval import Product
+
+Progress = Callable[[str, int], Callable[[int], None]]
+# In-process transformers decodes one sequence at a time behind a lock: more threads only
+# contend. A vLLM server batches concurrent requests; `--concurrency` sets how many.
+DEFAULT_CONCURRENCY = {"vllm": 8}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    prompt: str | None  # None for the rules backend, which reads no prompt
+    backend: str
+    model: str
+
+
+def plan_variants(
+    prompts: Sequence[str], backends: Sequence[str], models: Sequence[str]
+) -> list[Variant]:
+    """Every prompt × backend × model; names are the prompt alone unless backends or models
+    vary in the run (``page_v2@vllm:MODEL``). The rules backend is one variant, ``rules``."""
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise UsageError(f"unknown backend '{unknown[0]}'; use one of: {', '.join(BACKENDS)}")
+    several = len(backends) > 1 or len(models) > 1
+    out: list[Variant] = []
+    for backend in backends:
+        if backend == "rules":
+            out.append(Variant("rules", None, "rules", "rules"))
+            continue
+        for model in models:
+            for prompt in prompts:
+                name = prompt
+                if several:
+                    name += f"@{backend}" + (f":{Path(model).name}" if len(models) > 1 else "")
+                out.append(Variant(name, prompt, backend, model))
+    names = [v.name for v in out]
+    if len(set(names)) != len(names):
+        raise UsageError("variants repeat; give each prompt, backend and model once")
+    return out
+
+
+@dataclass
+class ExampleRun:
+    id: str
+    request: dict[str, Any]
+    values: dict[str, Any]
+    generated: list[str] = field(default_factory=list)  # raw model output, per call
+    html: str | None = None
+    trace: dict[str, Any] | None = None
+    shown: dict[str, Any] | None = None  # what the shopper sees, for the judge and report
+
+
+@dataclass
+class VariantRun:
+    variant: Variant
+    prompt_hash: str
+    examples: list[ExampleRun]
+    cache: CacheStats
+    seconds: float
+
+
+@dataclass
+class SuiteRun:
+    suite: Suite
+    runs: list[VariantRun]
+    seconds: float
+    cache_file: str | None
+
+    def cache_totals(self) -> CacheStats:
+        return CacheStats(
+            sum(r.cache.hits for r in self.runs), sum(r.cache.misses for r in self.runs)
+        )
+
+
+# The code that turns a request into text: editing the decoding loop must not replay
+# generations made by the old one.
+_BACKEND_MODULES = {
+    "transformers": "composer.llm.transformers_backend",
+    "vllm": "composer.llm.vllm_backend",
+}
+
+
+def model_identity(settings: Settings, backend: str, model: str) -> str:
+    """The model's name plus a fingerprint of its local files (config, weight sizes) and of
+    the backend's source, so new weights or a changed decoder do not replay stale output."""
+    digest = hashlib.sha256()
+    module = _BACKEND_MODULES.get(backend)
+    spec = importlib.util.find_spec(module) if module else None
+    if spec is not None and spec.origin:
+        digest.update(Path(spec.origin).read_bytes())
+    name = model
+    if backend == "transformers":
+        from composer.llm import resolve_model
+
+        path = resolve_model(model, settings.resolved_cache_dir())
+        if isinstance(path, Path):
+            name = path.name
+            config = path / "config.json"
+            if config.is_file():
+                digest.update(config.read_bytes())
+            for weights in sorted(path.glob("*.safetensors")):
+                digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return f"{name}#{digest.hexdigest()[:12]}"
+
+
+class EvalRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: GenerationCache | None,
+        prompts: PromptLibrary | None = None,
+        progress: Progress | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.prompts = prompts or PromptLibrary()
+        self.progress = progress or (lambda _d, _t: lambda _n: None)
+        self.concurrency = concurrency
+        self.renderer = PageRenderer(settings.currency)
+        self._inner: dict[tuple[str, str], LLMBackend] = {}
+        self._lock = threading.Lock()
+
+    # -- backends --------------------------------------------------------------------------
+
+    def settings_for(self, variant: Variant) -> Settings:
+        update: dict[str, Any] = {"llm_model": variant.model} if variant.backend != "rules" else {}
+        return self.settings.model_copy(update=update)
+
+    def inner_backend(self, backend: str, model: str) -> LLMBackend:
+        """One real backend per (backend, model), shared by every prompt variant; built on
+        the first cache miss only."""
+        with self._lock:
+            key = (backend, model)
+            if key not in self._inner:
+                settings = self.settings.model_copy(update={"llm_model": model})
+                self._inner[key] = BackendRegistry(settings).get(backend)
+            return self._inner[key]
+
+    def cached_backend(self, backend: str, model: str, namespace: str) -> CachedBackend:
+        return CachedBackend(
+            name=backend,
+            model=model_identity(self.settings, backend, model),
+            inner=lambda: self.inner_backend(backend, model),
+            cache=self.cache,
+            namespace=namespace,
+        )
+
+    def registry_for(self, variant: Variant, namespace: str) -> tuple[BackendRegistry, CacheStats]:
+        registry = BackendRegistry(self.settings_for(variant))
+        if variant.backend == "rules":
+            return registry, CacheStats()
+        wrapper = self.cached_backend(variant.backend, variant.model, namespace)
+        registry.register(wrapper)
+        return registry, wrapper.stats
+
+    def workers(self, backend: str) -> int:
+        if backend == "transformers":
+            return 1
+        return self.concurrency or DEFAULT_CONCURRENCY.get(backend, 1)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def page_cases(self, suite: Suite, holdout: Holdout, limit: int | None) -> list[PageCase]:
+        cases = list(suite.requests)
+        if suite.sample is not None:
+            cases += sample_cases(suite.sample, holdout)
+        holdout.check(cases)
+        return cases[:limit] if limit else cases
+
+    def run_pages(
+        self,
+        suite: Suite,
+        variants: Sequence[Variant],
+        holdout: Holdout,
+        limit: int | None = None,
+    ) -> SuiteRun:
+        started = time.perf_counter()
+        cases = self.page_cases(suite, holdout, limit)
+        _warm_queries(holdout, cases)
+        runs = []
+        for variant in variants:
+            prompt_hash = self.prompts.file_hash(variant.prompt) if variant.prompt else ""
+            registry, stats = self.registry_for(variant, prompt_hash)
+            composer = PageComposer(
+                self.settings_for(variant),
+                holdout.retriever,
+                registry,
+                self.prompts,
+                self.renderer,
+            )
+            t = time.perf_counter()
+            examples = self._map(
+                variant,
+                cases,
+                lambda case, v=variant, c=composer: self._page(c, v, case, holdout, suite),
+            )
+            runs.append(VariantRun(variant, prompt_hash, examples, stats, time.perf_counter() - t))
+        return SuiteRun(suite, runs, time.perf_counter() - started, self._cache_file())
+
+    def run_copy(
+        self,
+        suite: Suite,
+        variants: Sequence[Variant],
+        catalog: Mapping[str, Product],
+        limit: int | None = None,
+    ) -> SuiteRun:
+        started = time.perf_counter()
+        cases = suite.copy_tasks[:limit] if limit else list(suite.copy_tasks)
+        missing = sorted({p for c in cases for p in c.products if p not in catalog})
+        if missing:
+            raise UsageError(f"copy tasks name unknown product(s): {', '.join(missing[:5])}")
+        runs = []
+        for variant in variants:
+            prompt_hash = self.prompts.file_hash(variant.prompt) if variant.prompt else ""
+            registry, stats = self.registry_for(variant, prompt_hash)
+            settings = self.settings_for(variant)
+            if variant.prompt:
+                settings = settings.model_copy(update={"copy_prompt": variant.prompt})
+            writer = Copywriter(settings, catalog, registry, self.prompts)
+            t = time.perf_counter()
+            examples = self._map(
+                variant,
+                cases,
+                lambda case, v=variant, w=writer: self._copy(w, v, case, catalog, suite),
+            )
+            runs.append(VariantRun(variant, prompt_hash, examples, stats, time.perf_counter() - t))
+        return SuiteRun(suite, runs, time.perf_counter() - started, self._cache_file())
+
+    def _cache_file(self) -> str | None:
+        return str(self.cache.path) if self.cache is not None else None
+
+    def _map(
+        self, variant: Variant, cases: Sequence[Any], work: Callable[[Any], ExampleRun]
+    ) -> list[ExampleRun]:
+        advance = self.progress(variant.name, len(cases))
+        workers = self.workers(variant.backend)
+        if workers <= 1:
+            out = []
+            for case in cases:
+                out.append(work(case))
+                advance(1)
+            return out
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(work, case) for case in cases]
+            results = []
+            for future in futures:  # in suite order; progress lags at most by one batch
+                results.append(future.result())
+                advance(1)
+            return results
+
+    def _page(
+        self,
+        composer: PageComposer,
+        variant: Variant,
+        case: PageCase,
+        holdout: Holdout,
+        suite: Suite,
+    ) -> ExampleRun:
+        request = PageRequest(
+            shopper_id=case.shopper,
+            kind=case.kind,
+            query=case.query,
+            locale=case.locale,
+            max_sections=case.max_sections,
+            categories=case.categories,
+            seed=case.seed,
+            format="html",
+            backend=variant.backend,  # type: ignore[arg-type]
+            prompt=variant.prompt,
+        )
+        try:
+            with recording() as calls:
+                result = composer.compose(request)
+        except ComposerError as exc:
+            raise UsageError(f"suite request {case.key()}: {exc}") from None
+        latency = _replayed_latency(result.trace.timings_ms["total"] / 1000, calls)
+        values = page_metrics(
+            result,
+            calls,
+            holdout.relevant[case.shopper],
+            case.locale,
+            suite.copy_rules,
+            self.settings.banned_words,
+            latency,
+        )
+        shown = {
+            "title": result.page.title,
+            "sections": [
+                {
+                    "headline": s.headline,
+                    "products": [
+                        {"title": slot.product.title, "reason": slot.reason} for slot in s.slots
+                    ],
+                }
+                for s in result.page.sections
+            ],
+        }
+        return ExampleRun(
+            id=case.key(),
+            request=case.model_dump(mode="json"),
+            values=values,
+            generated=[c.text for c in calls],
+            html=result.html,
+            trace={"layout": result.layout.model_dump(mode="json"), **asdict(result.trace)},
+            shown=shown,
+        )
+
+    def _copy(
+        self,
+        writer: Copywriter,
+        variant: Variant,
+        case: CopyCase,
+        catalog: Mapping[str, Product],
+        suite: Suite,
+    ) -> ExampleRun:
+        request = CopyRequest(
+            id=case.key(),
+            products=case.products,
+            kind=case.kind,
+            tone=case.tone,
+            locale=case.locale,
+            n=case.n,
+            max_chars=case.max_chars,
+            seed=case.seed,
+            backend=variant.backend,
+        )
+        with recording() as calls:
+            result = writer.write(request)
+        categories = sorted({c for p in case.products for c in catalog[p].categories[:1]})
+        values = copy_metrics(
+            result,
+            categories,
+            suite.copy_rules,
+            self.settings.banned_words,
+            _replayed_latency(result.seconds, calls),
+        )
+        return ExampleRun(
+            id=case.key(),
+            request=case.model_dump(mode="json"),
+            values=values,
+            generated=[c.text for c in calls],
+            trace=result.model_dump(mode="json"),
+            shown={"variants": [v.text for v in result.variants]},
+        )
+
+
+def _warm_queries(holdout: Holdout, cases: Sequence[PageCase]) -> None:
+    """Embed the suite's queries first: loading the embedding model inside the first search
+    page would be counted as that page's latency."""
+    vector = holdout.retriever.vector
+    if vector is None or vector.encoder is None:
+        return
+    for case in cases:
+        if case.query and case.query.strip():
+            vector.encoder.encode_one(case.query.strip())
+
+
+def _replayed_latency(total_s: float, calls: Sequence[CallRecord]) -> float:
+    """Wall time with each cached generation counted at the time it took when made."""
+    live = sum(c.live_seconds for c in calls)
+    made = sum(c.seconds for c in calls)
+    return max(0.0, total_s - live + made)

@@ -1,0 +1,168 @@
+"""Evaluation suites: YAML files in `evals/` naming the requests, the metrics and the gate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from composer.copywriting import CopyKind
+from composer.errors import UsageError, first_error
+from composer.layout import Locale, PageKind
+from composer.resources import resource_dir
+
+MetricGroup = Literal["structure", "grounding", "relevance", "copy", "cost", "judge"]
+DEFAULT_GROUPS: tuple[MetricGroup, ...] = ("structure", "grounding", "relevance", "copy", "cost")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PageCase(_Strict):
+    """One page request of a suite: a shopper of the hold-out's test split."""
+
+    id: str | None = None
+    shopper: str
+    kind: PageKind = PageKind.HOME
+    locale: Locale = Locale.EN
+    query: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    max_sections: int = Field(3, ge=1, le=4)
+    seed: int = Field(0, ge=0)
+
+    def key(self) -> str:
+        return self.id or f"{self.kind.value}-{self.locale.value}-{self.shopper}"
+
+
+class CopyCase(_Strict):
+    id: str | None = None
+    products: list[str] = Field(min_length=1, max_length=12)
+    kind: CopyKind = CopyKind.HEADLINE
+    tone: str = "warm"
+    locale: Locale = Locale.EN
+    n: int = Field(3, ge=1, le=8)
+    max_chars: int | None = Field(None, ge=10, le=400)
+    seed: int = Field(0, ge=0)
+
+    def key(self) -> str:
+        return self.id or f"{self.kind.value}-{self.locale.value}-{'+'.join(self.products)}"
+
+
+class PageSample(_Strict):
+    """Page requests drawn from the test split: kinds and locales cycle over the shoppers;
+    search and category pages name the genre of the shopper's held-out products."""
+
+    count: int = Field(ge=1, le=5000)
+    seed: int = 7
+    kinds: list[PageKind] = Field(default_factory=lambda: [PageKind.HOME], min_length=1)
+    locales: list[Locale] = Field(default_factory=lambda: [Locale.EN], min_length=1)
+    query_templates: list[str] = Field(
+        default_factory=lambda: ["{genre}", "{genre} films", "something {genre} to watch"],
+        min_length=1,
+    )
+
+
+class SplitSpec(_Strict):
+    """The temporal hold-out of `composer retrieval-eval`: each shopper's latest events are
+    the future the page is judged against; retrieval is rebuilt from the earlier ones."""
+
+    fraction: float = Field(0.2, gt=0, lt=1)
+    min_events: int = Field(5, ge=2)
+    # Events after this (Unix seconds) are ignored: live traffic must not move a benchmark.
+    until: float | None = None
+
+
+class CopyRules(_Strict):
+    headline_words: tuple[int, int] = (2, 8)  # English headlines, in words
+    headline_chars_zh: tuple[int, int] = (2, 16)  # Chinese headlines, in characters
+    # Words that count as naming a theme besides its own name (e.g. "kids" for Children's).
+    theme_words: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Tolerance(_Strict):
+    """How far a metric may move the wrong way against the baseline before the gate fails:
+    ``max_drop``/``max_rise`` absolute, ``max_rise_ratio`` relative (0.5 = 50 % more)."""
+
+    max_drop: float | None = Field(None, ge=0)
+    max_rise: float | None = Field(None, ge=0)
+    max_rise_ratio: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> Tolerance:
+        given = [v for v in (self.max_drop, self.max_rise, self.max_rise_ratio) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of max_drop, max_rise, max_rise_ratio")
+        return self
+
+
+class Suite(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+    description: str = ""
+    task: Literal["pages", "copy"] = "pages"
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    requests: list[PageCase] = Field(default_factory=list)
+    sample: PageSample | None = None
+    copy_tasks: list[CopyCase] = Field(default_factory=list)
+    metrics: list[MetricGroup] = Field(default_factory=lambda: list(DEFAULT_GROUPS))
+    copy_rules: CopyRules = Field(default_factory=CopyRules)
+    gate: dict[str, Tolerance] = Field(default_factory=dict)
+    bootstrap_samples: int = Field(1000, ge=100, le=20000)
+
+    @model_validator(mode="after")
+    def _has_work(self) -> Suite:
+        if self.task == "pages" and not (self.requests or self.sample):
+            raise ValueError("a pages suite needs `requests` or `sample`")
+        if self.task == "copy" and not self.copy_tasks:
+            raise ValueError("a copy suite needs `copy_tasks`")
+        keys = [c.key() for c in (self.requests if self.task == "pages" else self.copy_tasks)]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"request ids repeat: {', '.join(dupes[:5])}; give each an `id`")
+        return self
+
+    def fingerprint(self) -> str:
+        """Changes when the requests or the split change (metrics and gate may change freely)."""
+        data = {
+            "task": self.task,
+            "split": self.split.model_dump(mode="json"),
+            "requests": [r.model_dump(mode="json") for r in self.requests],
+            "sample": self.sample.model_dump(mode="json") if self.sample else None,
+            "copy_tasks": [c.model_dump(mode="json") for c in self.copy_tasks],
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def suites_dir() -> Path:
+    return resource_dir("evals")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (``evals/NAME.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = suites_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in suites_dir().glob("*.yaml"))) or "none"
+        raise UsageError(f"no suite '{name_or_path}'; known suites: {known}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(f"{path}: {first_error(exc, 'suite')}") from None
+    from composer.evaluation.metrics import metric_names
+
+    unknown = sorted(set(suite.gate) - set(metric_names(suite.task)))
+    if unknown:
+        raise UsageError(
+            f"{path}: gate names unknown metric(s) {', '.join(unknown)}; "
+            f"known: {', '.join(metric_names(suite.task))}"
+        )
+    return suite
