@@ -38,5 +38,5 @@ class BackendRegistry:
         if name == "vllm":
             from composer.llm.vllm_backend import VLLMBackend
 
-            return VLLMBackend(self.settings.vllm_url, self.settings.llm_model)
+            return VLLMBackend.from_settings(self.settings)
         raise UsageError(f"unknown backend '{name}'; use one of: {', '.join(BACKENDS)}")

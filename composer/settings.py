@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from composer.api.config import ApiSettings
 from composer.llm.model_fetch import DEFAULT_MODEL
+from composer.llm.vllm_config import VLLMSettings
 from retrieval import FusionParams, MFParams, RetrievalConfig
 
 
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     )
     llm_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
     vllm_url: str = Field("http://127.0.0.1:8100/v1", description="vLLM OpenAI-compatible URL.")
+    vllm: VLLMSettings = VLLMSettings()
     prompt: str = Field("page_v1", description="Page prompt template in prompts/.")
     copy_prompt: str = Field("copy_v1", description="Copy prompt template in prompts/.")
     brand_voice: str = Field(

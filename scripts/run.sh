@@ -1,9 +1,33 @@
 #!/usr/bin/env bash
 # The main job from a fresh clone: set up (venv, install, data, model, indexes), then serve
 # the page API on 127.0.0.1. Safe to run again; set-up skips finished work.
-# COMPOSER_PORT picks the port; any COMPOSER_* setting applies (e.g. COMPOSER_LLM_BACKEND).
+# COMPOSER_PORT picks the port; any COMPOSER_* setting applies.
+#
+# --vllm (or COMPOSER_LLM_BACKEND=vllm without a COMPOSER_VLLM_URL of your own): install vLLM
+# into .venv-vllm if needed, start a local vLLM server, serve pages from it, and stop it
+# when the service stops. With COMPOSER_VLLM_URL set, that server is used as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+vllm=0
+for arg in "$@"; do
+    case "$arg" in
+    --vllm) vllm=1 ;;
+    *)
+        echo "usage: scripts/run.sh [--vllm]" >&2
+        exit 2
+        ;;
+    esac
+done
+if [ "${COMPOSER_LLM_BACKEND:-}" = vllm ] && [ -z "${COMPOSER_VLLM_URL:-}" ]; then
+    vllm=1
+fi
 bash scripts/bootstrap.sh
+if [ "$vllm" = 1 ]; then
+    bash scripts/bootstrap_vllm.sh
+fi
 .venv/bin/composer setup
-exec .venv/bin/composer serve --host 127.0.0.1 --port "${COMPOSER_PORT:-8000}"
+serve=(.venv/bin/composer serve --host 127.0.0.1 --port "${COMPOSER_PORT:-8000}")
+if [ "$vllm" = 1 ]; then
+    serve+=(--vllm)
+fi
+exec "${serve[@]}"

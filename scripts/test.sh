@@ -4,6 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/system_deps.sh
+# vLLM in its own venv (idempotent, stamped): the vLLM tests start a real server.
+# COMPOSER_TEST_SKIP_VLLM=1 skips the install and reports those tests as skipped.
+if [ -z "${COMPOSER_TEST_SKIP_VLLM:-}" ] || [ "${COMPOSER_TEST_SKIP_VLLM}" = 0 ]; then
+    bash scripts/bootstrap_vllm.sh
+fi
 # Data, indexes and the default model are fetched once into artifacts/cache; tests build
 # their own shops in temp folders from there.
 .venv/bin/composer setup

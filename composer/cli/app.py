@@ -567,66 +567,30 @@ def bench_page(
         table("Copy", ["metric", "value"], list(copy.items()))
 
 
-@app.command("vllm-serve")
-def vllm_serve(
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8100,
-    model: Annotated[str | None, typer.Option(help="Model folder (default: the setting).")] = None,
-    max_model_len: Annotated[int, typer.Option(min=256)] = 2048,
-    kv_cache_gib: Annotated[int, typer.Option(min=1, help="VLLM_CPU_KVCACHE_SPACE.")] = 2,
-    prefix_caching: bool = True,
-) -> None:
-    """Start vLLM's OpenAI-compatible server on loopback; Ctrl-C stops it cleanly."""
-    import signal
-    import threading
-
-    from composer.llm import resolve_model
-    from composer.llm.vllm_server import VLLMServer, python_for_vllm
-
-    s = settings()
-    path = resolve_model(model or s.llm_model, s.resolved_cache_dir())
-    server = VLLMServer(
-        model_dir=Path(path),
-        served_name=s.llm_model if model is None else Path(model).name,
-        port=port,
-        python=python_for_vllm(),
-        max_model_len=max_model_len,
-        kv_cache_gib=kv_cache_gib,
-        prefix_caching=prefix_caching,
-        log_file=s.artifacts_dir / "vllm-server.log",
-    )
-    console.print(f"starting vLLM for {path} (log: {server.log_file}) …")
-    server.start()
-    console.print(
-        f"vLLM ready at {server.url} — set COMPOSER_VLLM_URL={server.url} "
-        "COMPOSER_LLM_BACKEND=vllm; Ctrl-C stops it"
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.is_set() and server.process and server.process.poll() is None:
-            stop.wait(1.0)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    console.print("vLLM stopped")
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")] = 1,
+    vllm: Annotated[
+        bool,
+        typer.Option(
+            "--vllm", help="Start a local vLLM server, serve pages from it, stop it on exit."
+        ),
+    ] = False,
 ) -> None:
     """Serve the page API (Litestar under uvicorn)."""
-    from composer.api.server import serve as run_server
+    from contextlib import nullcontext
 
-    s = settings()
-    console.print(
-        f"serving on http://{host}:{port} — try http://{host}:{port}/pages/196 "
-        f"and http://{host}:{port}/schema"
-    )
-    run_server(s, host=host, port=port, workers=workers)
+    from composer.api.server import serve as run_server
+    from composer.cli.vllm_cmd import local_vllm
+
+    with local_vllm(settings()) if vllm else nullcontext(settings()) as s:
+        console.print(
+            f"serving on http://{host}:{port} — try http://{host}:{port}/pages/196 "
+            f"and http://{host}:{port}/schema"
+        )
+        run_server(s, host=host, port=port, workers=workers)
 
 
 @bench_app.command("api")
@@ -681,3 +645,16 @@ def bench_api(
         ["backend", "concurrency", "pages/s", "p50 ms", "p99 ms", "fallback rate", "errors"],
         rows,
     )
+
+
+# `composer eval`: its own module; the harness's heavy imports happen inside the command.
+from composer.cli.eval_cmd import eval_suite  # noqa: E402
+
+app.command("eval")(eval_suite)
+
+# `composer vllm-serve` and `composer bench llm`: their own modules (the vLLM server and its
+# benchmark); heavy imports happen inside the commands.
+from composer.cli import bench_llm_cmd, vllm_cmd  # noqa: E402
+
+vllm_cmd.register(app)
+bench_llm_cmd.register(bench_app)

@@ -59,6 +59,12 @@ class CircuitBreaker:
             self._opened_at = None
             self._probing = False
 
+    def release(self) -> None:
+        """End a call without a verdict on the server (e.g. a bug on the caller's side):
+        frees the probe slot so that the next call may probe."""
+        with self._lock:
+            self._probing = False
+
     def failure(self) -> None:
         with self._lock:
             self._failures += 1

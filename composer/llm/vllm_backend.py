@@ -1,16 +1,38 @@
-"""The `vllm` backend: an OpenAI-compatible HTTP client for a vLLM server, with structured
-outputs (``response_format`` with the JSON schema), timeouts and a retry on connection errors."""
+"""The `vllm` backend: an OpenAI-compatible HTTP client for a vLLM server.
+
+Structured outputs go as ``response_format`` with the JSON schema (vLLM decodes under it with
+xgrammar); pages stream token by token; copy asks for ``n`` completions with a ``seed``.
+Connection and read timeouts bound every call, a request that could not connect is retried
+once, and a circuit breaker turns a dead server into one fast failure followed by immediate
+refusals (the caller's fallback) until a probe after the cool-down gets an answer.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
-from typing import Any
+import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from composer.llm.base import Generation, GenerationRequest, LLMError
 from composer.llm.circuit import CircuitBreaker
+
+if TYPE_CHECKING:
+    from composer.settings import Settings
+
+# Errors where nothing reached the server: retrying cannot run a request twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+class VLLMUnavailableError(LLMError):
+    """The server is down, timed out, failed or broke off: counts against the breaker."""
+
+
+class VLLMRequestError(LLMError):
+    """The server answered and refused this request (4xx): it is alive, the request is not."""
 
 
 class VLLMBackend:
@@ -24,18 +46,102 @@ class VLLMBackend:
         model: str,
         *,
         connect_timeout: float = 2.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = 30.0,
         retries: int = 1,
+        retry_backoff_s: float = 0.2,
         breaker: CircuitBreaker | None = None,
+        cache_salt: str | None = None,
         client: httpx.Client | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.retries = retries
+        self.retry_backoff_s = retry_backoff_s
+        self.read_timeout = read_timeout
         self.breaker = breaker or CircuitBreaker()
+        # Requests with a salt share prefix-cache blocks only with requests of the same salt
+        # (vLLM's cache_salt); benchmarks use it to start a run with a cold cache.
+        self.cache_salt = cache_salt
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout)
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> VLLMBackend:
+        v = settings.vllm
+        options: dict[str, Any] = {
+            "connect_timeout": v.connect_timeout_s,
+            "read_timeout": v.read_timeout_s,
+            "retries": v.retries,
+            "breaker": CircuitBreaker(v.breaker_failures, v.breaker_cooldown_s),
+            **overrides,
+        }
+        return cls(settings.vllm_url, settings.llm_model, **options)
+
+    @property
+    def where(self) -> str:
+        return f"vLLM at {self.base_url}"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- the backend interface ------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest) -> list[Generation]:
+        """``request.n`` completions in one request (vLLM seeds choice i with seed + i)."""
+        with self._guarded():
+            started = time.perf_counter()
+            data = self._post(self._body(request, stream=False))
+            elapsed_ms = (time.perf_counter() - started) * 1000
+        choices = data.get("choices") or []
+        if not choices:
+            raise VLLMUnavailableError(f"{self.where} returned no choices")
+        usage = data.get("usage") or {}
+        per_choice = int(usage.get("completion_tokens") or 0) // len(choices)
+        cached = _cached_tokens(usage)
+        return [
+            Generation(
+                text=(c.get("message") or {}).get("content") or "",
+                tokens=per_choice,
+                finish_reason=c.get("finish_reason") or "stop",
+                timings_ms={"request": round(elapsed_ms, 2)},
+                cached_tokens=cached,
+            )
+            for c in choices
+        ]
+
+    def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
+        """Text deltas of one completion as the server decodes them, then (as the return
+        value) its :class:`Generation`: tokens, finish reason, time to first token."""
+        with self._guarded():
+            result = yield from self._stream(self._body(request, stream=True))
+        return result
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Ask the breaker first; afterwards tell it whether the server answered."""
+        self.breaker.before_call(self.where)
+        alive: bool | None = None
+        try:
+            yield
+            alive = True
+        except VLLMUnavailableError:
+            alive = False
+            raise
+        except (VLLMRequestError, GeneratorExit):
+            # A refusal is an answer; a stream closed by its reader (a page deadline) had
+            # already delivered text, since a generator is only closed at a yield.
+            alive = True
+            raise
+        finally:
+            if alive is True:
+                self.breaker.success()
+            elif alive is False:
+                self.breaker.failure()
+            else:  # a bug on this side says nothing about the server
+                self.breaker.release()
 
     def _body(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -43,7 +149,7 @@ class VLLMBackend:
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
-            "n": request.n,
+            "n": 1 if stream else request.n,
             "stream": stream,
         }
         if request.seed is not None:
@@ -55,91 +161,134 @@ class VLLMBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": request.json_schema, "strict": True},
             }
+        if self.cache_salt is not None:
+            body["cache_salt"] = self.cache_salt
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def generate(self, request: GenerationRequest) -> list[Generation]:
-        self.breaker.before_call(f"vLLM at {self.base_url}")
-        try:
-            data = self._post(self._body(request, stream=False))
-        except LLMError:
-            self.breaker.failure()
-            raise
-        self.breaker.success()
-        usage = data.get("usage") or {}
-        choices = data.get("choices") or []
-        if not choices:
-            raise LLMError(f"vLLM at {self.base_url} returned no choices")
-        per_choice = int(usage.get("completion_tokens", 0)) // max(len(choices), 1)
-        return [
-            Generation(
-                text=c["message"]["content"] or "",
-                tokens=per_choice,
-                finish_reason=c.get("finish_reason") or "stop",
-            )
-            for c in choices
-        ]
-
-    def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
-        self.breaker.before_call(f"vLLM at {self.base_url}")
-        try:
-            result = yield from self._stream(request)
-        except LLMError:
-            self.breaker.failure()
-            raise
-        self.breaker.success()
-        return result
-
-    def _stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
-        body = self._body(request, stream=True)
-        text, tokens, finish = [], 0, "stop"
-        try:
-            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as r:
-                if r.status_code != 200:
-                    r.read()
-                    raise LLMError(
-                        f"vLLM at {self.base_url} answered {r.status_code}: {r.text[:200]}"
-                    )
-                for line in r.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    chunk = json.loads(payload)
-                    if chunk.get("usage"):
-                        tokens = int(chunk["usage"].get("completion_tokens", tokens))
-                    for choice in chunk.get("choices") or []:
-                        delta = (choice.get("delta") or {}).get("content")
-                        if delta:
-                            text.append(delta)
-                            yield delta
-                        finish = choice.get("finish_reason") or finish
-        except httpx.ConnectError as exc:
-            raise LLMError(f"cannot connect to vLLM at {self.base_url}: {exc}") from exc
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
-            raise LLMError(f"vLLM at {self.base_url} failed mid-stream: {exc}") from exc
-        return Generation("".join(text), tokens, finish)
-
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/chat/completions"
-        last: Exception | None = None
-        for _ in range(self.retries + 1):
+        for attempt in range(self.retries + 1):
             try:
                 response = self._client.post(url, json=body)
-            except httpx.ConnectError as exc:  # nothing was sent: safe to retry
-                last = exc
-                continue
+            except _NOT_SENT as exc:
+                if attempt < self.retries:
+                    time.sleep(self.retry_backoff_s)
+                    continue
+                raise self._cannot_connect(exc) from exc
+            except httpx.TimeoutException as exc:
+                raise self._timed_out(exc) from exc
             except httpx.HTTPError as exc:
-                raise LLMError(f"vLLM at {self.base_url} failed: {exc}") from exc
-            if response.status_code != 200:
-                raise LLMError(
-                    f"vLLM at {self.base_url} answered {response.status_code}: "
-                    f"{response.text[:200]}"
-                )
-            return response.json()
-        raise LLMError(
-            f"cannot connect to vLLM at {self.base_url}: {last}; is a server "
-            "running there (COMPOSER_VLLM_URL)?"
+                raise VLLMUnavailableError(f"{self.where} failed: {exc!r}") from exc
+            self._check_status(response.status_code, response.text)
+            try:
+                return response.json()
+            except json.JSONDecodeError as exc:
+                raise VLLMUnavailableError(f"{self.where} answered with non-JSON") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stream(self, body: dict[str, Any]) -> Generator[str, None, Generation]:
+        url = f"{self.base_url}/chat/completions"
+        started = time.perf_counter()
+        for attempt in range(self.retries + 1):
+            try:
+                with self._client.stream("POST", url, json=body) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        self._check_status(response.status_code, response.text)
+                    result = yield from self._read(response, started)
+                    return result
+            except _NOT_SENT as exc:  # raised before the first byte: nothing was yielded
+                if attempt < self.retries:
+                    time.sleep(self.retry_backoff_s)
+                    continue
+                raise self._cannot_connect(exc) from exc
+            except httpx.TimeoutException as exc:
+                raise self._timed_out(exc) from exc
+            except httpx.HTTPError as exc:
+                raise VLLMUnavailableError(f"{self.where} broke off the stream: {exc!r}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, response: httpx.Response, started: float) -> Generator[str, None, Generation]:
+        first: float | None = None
+        text: list[str] = []
+        tokens, cached, finish = 0, 0, None
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            try:
+                chunk = json.loads(payload)
+            except json.JSONDecodeError as exc:
+                raise VLLMUnavailableError(
+                    f"{self.where} sent a broken event: {payload[:80]}"
+                ) from exc
+            if "error" in chunk:
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else error
+                raise VLLMUnavailableError(f"{self.where} failed mid-stream: {message}")
+            usage = chunk.get("usage")
+            if usage:
+                tokens = int(usage.get("completion_tokens") or tokens)
+                cached = _cached_tokens(usage)
+            for choice in chunk.get("choices") or []:
+                delta = (choice.get("delta") or {}).get("content")
+                if delta:
+                    if first is None:
+                        first = time.perf_counter()
+                    text.append(delta)
+                    yield delta
+                finish = choice.get("finish_reason") or finish
+        if finish is None:
+            raise VLLMUnavailableError(f"{self.where} ended the stream before the answer did")
+        done = time.perf_counter()
+        timings = {"first_token": round(((first or done) - started) * 1000, 2)}
+        timings["decode"] = round((done - (first or done)) * 1000, 2)
+        return Generation("".join(text), tokens, finish, timings, cached)
+
+    def _check_status(self, status: int, text: str) -> None:
+        if status == 200:
+            return
+        detail = _error_message(text)
+        if 400 <= status < 500 and status not in (404, 408, 429):
+            raise VLLMRequestError(f"{self.where} refused the request ({status}): {detail}")
+        hint = (
+            f"; does it serve the model '{self.model}' (COMPOSER_LLM_MODEL)?"
+            if status == 404
+            else ""
         )
+        raise VLLMUnavailableError(f"{self.where} answered {status}: {detail}{hint}")
+
+    def _cannot_connect(self, exc: Exception) -> VLLMUnavailableError:
+        return VLLMUnavailableError(
+            f"cannot connect to {self.where} ({type(exc).__name__}) after "
+            f"{self.retries + 1} attempt(s); start one with `composer vllm-serve` or set "
+            "COMPOSER_VLLM_URL"
+        )
+
+    def _timed_out(self, exc: Exception) -> VLLMUnavailableError:
+        return VLLMUnavailableError(
+            f"{self.where} did not answer within {self.read_timeout:g} s "
+            f"({type(exc).__name__}); COMPOSER_VLLM__READ_TIMEOUT_S sets the limit"
+        )
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int:
+    details = usage.get("prompt_tokens_details") or {}
+    return int(details.get("cached_tokens") or 0)
+
+
+def _error_message(text: str) -> str:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text[:200]
+    error = data.get("error", data) if isinstance(data, dict) else data
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message or error)[:300]
+
+
+__all__ = ["VLLMBackend", "VLLMRequestError", "VLLMUnavailableError"]

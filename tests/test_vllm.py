@@ -1,0 +1,241 @@
+"""The `vllm` backend against a real vLLM server (one per session, see vllm_server_fixture):
+a grounded page through the whole pipeline, sections streamed while tokens arrive, copy with
+n seeded variants, the API's event stream, and a server killed mid-page and restarted."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+import html5lib
+import pytest
+from conftest import CACHE, BuiltShop
+from litestar.testing import TestClient
+from test_api import app_for, parse_sse
+
+from composer.backends import BackendRegistry
+from composer.copywriting import CopyRequest, Copywriter
+from composer.layout import PageLayout
+from composer.llm.base import Generation, GenerationRequest
+from composer.llm.circuit import CircuitBreaker
+from composer.llm.model_fetch import DEFAULT_MODEL
+from composer.llm.vllm_backend import VLLMBackend
+from composer.llm.vllm_server import VLLMServer
+from composer.page_request import PageRequest
+from composer.pipeline import DoneEvent, PageComposer, PageResult, SectionEvent
+from composer.prompting import PromptLibrary
+from composer.settings import Settings
+from retrieval import FusionParams
+
+# The session-scoped `vllm_server` fixture: one real server for all vLLM tests.
+pytest_plugins = ["vllm_server_fixture"]
+pytestmark = pytest.mark.slow
+
+# Generous: CI machines are shared; a page that runs out of time would fall back and hide
+# what the test is about.
+DEADLINE_S = 300.0
+
+
+class StreamWatch:
+    """The real vLLM backend, with a count of the text deltas it has delivered so far and an
+    event set at the first one. It observes; every request goes to the server."""
+
+    def __init__(self, backend: VLLMBackend) -> None:
+        self.inner = backend
+        self.name, self.model = backend.name, backend.model
+        self.supports_schema, self.can_stream = True, True
+        self.deltas = 0
+        self.first_delta = threading.Event()
+
+    def generate(self, request: GenerationRequest) -> list[Generation]:
+        return self.inner.generate(request)
+
+    def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
+        stream = self.inner.stream(request)
+        try:
+            while True:
+                delta = next(stream)
+                self.deltas += 1
+                self.first_delta.set()
+                yield delta
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            stream.close()
+
+
+def settings_for(shop: BuiltShop, server: VLLMServer, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "llm_backend": "vllm",
+        "vllm_url": server.url,
+        "page_deadline_s": DEADLINE_S,
+        **overrides,
+    }
+    return Settings(
+        artifacts_dir=shop.settings.artifacts_dir,
+        cache_dir=CACHE,
+        fusion=FusionParams(tune=False),
+        **values,
+    )
+
+
+def composer_with(shop: BuiltShop, settings: Settings, backend: Any) -> PageComposer:
+    registry = BackendRegistry(settings)
+    registry.register(backend)
+    return PageComposer(settings, shop.retriever, registry)
+
+
+def assert_grounded(result: PageResult, composer: PageComposer) -> None:
+    layout = PageLayout.model_validate(result.layout.model_dump())
+    handles = layout.handles()
+    assert handles and set(handles) <= {c["handle"] for c in result.trace.candidates}
+    assert len(handles) == len(set(handles))
+    catalog = composer.retriever.catalog
+    for section in result.page.sections:
+        for slot in section.slots:
+            # Shown facts are the catalog's, never generated text.
+            assert slot.product == catalog.products[catalog.index[slot.product.product_id]]
+
+
+def test_page_is_valid_grounded_and_its_sections_arrive_while_tokens_stream(
+    vllm_server: VLLMServer, ml_shop: BuiltShop
+) -> None:
+    settings = settings_for(ml_shop, vllm_server)
+    watch = StreamWatch(VLLMBackend.from_settings(settings))
+    composer = composer_with(ml_shop, settings, watch)
+
+    deltas_at_section: list[int] = []
+    result: PageResult | None = None
+    for event in composer.stream(PageRequest(shopper_id="196", seed=1, format="both")):
+        if isinstance(event, SectionEvent):
+            deltas_at_section.append(watch.deltas)
+        elif isinstance(event, DoneEvent):
+            result = event.result
+    assert result is not None
+    trace = result.trace
+    assert trace.backend == "vllm" and trace.model == DEFAULT_MODEL
+    assert not trace.fallback, trace.fallback_reason
+    assert trace.tokens > 0 and trace.attempts and trace.attempts[0].finish_reason == "stop"
+    assert_grounded(result, composer)
+    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(result.html)
+    # The first section went out while the model was still writing the rest of the page.
+    assert deltas_at_section and deltas_at_section[0] < watch.deltas
+    assert watch.inner.breaker.state == "closed"
+
+
+def test_a_page_deadline_closes_the_stream_without_blaming_the_server(
+    vllm_server: VLLMServer, ml_shop: BuiltShop
+) -> None:
+    # The deadline passes while the server is prefilling: the composer closes the stream
+    # after the first delta and serves rules. The server did answer, so the breaker must
+    # neither open nor stay stuck waiting for a verdict.
+    settings = settings_for(ml_shop, vllm_server, page_deadline_s=0.5)
+    backend = VLLMBackend.from_settings(settings)
+    watch = StreamWatch(backend)
+    composer = composer_with(ml_shop, settings, watch)
+    result = composer.compose(PageRequest(shopper_id="22"))
+    assert result.trace.fallback and "deadline" in (result.trace.fallback_reason or "")
+    assert watch.deltas >= 1  # the request was on the wire when the deadline struck
+    assert backend.breaker.state == "closed"
+    backend.breaker.before_call("the next page")  # not refused
+
+
+def test_copy_n_distinct_seeded_variants(vllm_server: VLLMServer, ml_shop: BuiltShop) -> None:
+    settings = settings_for(ml_shop, vllm_server)
+    writer = Copywriter(settings, ml_shop.retriever.catalog.by_id())
+    request = CopyRequest(products=["1"], kind="tagline", n=3, seed=11, backend="vllm")
+    variables = writer.variables(request)
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 3, "maxLength": 90}},
+        "required": ["text"],
+        "additionalProperties": False,
+    }
+    gen_request = GenerationRequest(
+        messages=PromptLibrary().render(settings.copy_prompt, variables),
+        json_schema=schema,
+        max_tokens=64,
+        temperature=0.9,
+        seed=11,
+        n=3,
+    )
+    backend = VLLMBackend.from_settings(settings)
+    first = backend.generate(gen_request)
+    texts = [json.loads(g.text)["text"] for g in first]  # the schema holds: valid JSON
+    assert len(texts) == 3 and len(set(texts)) == 3
+    assert all(3 <= len(t) <= 90 for t in texts)
+    # The seed makes the variants reproducible (vLLM seeds choice i with seed + i).
+    assert [g.text for g in backend.generate(gen_request)] == [g.text for g in first]
+
+    result = writer.write(request)
+    assert result.backend == "vllm" and len(result.variants) == 3
+    assert len({v.text.lower() for v in result.variants}) == 3
+
+
+def test_sse_stream_from_vllm_has_sections_in_order(
+    vllm_server: VLLMServer, ml_shop: BuiltShop
+) -> None:
+    app = app_for(ml_shop, llm_backend="vllm", vllm_url=vllm_server.url, page_deadline_s=DEADLINE_S)
+    with TestClient(app, timeout=DEADLINE_S) as client:
+        response = client.post(
+            "/v1/pages",
+            json={"shopper_id": "42", "seed": 2},
+            headers={"Accept": "text/event-stream"},
+        )
+    assert response.status_code == 200
+    events = parse_sse(response.text)
+    names = [name for name, _ in events]
+    sections = [data for name, data in events if name == "section"]
+    assert names == ["retrieval", *["section"] * len(sections), "page", "done"] and sections
+    assert [s["index"] for s in sections] == list(range(len(sections)))
+    page = events[-2][1]
+    assert page["trace"]["backend"] == "vllm" and not page["trace"]["fallback"]
+    assert [s["section"]["headline"] for s in sections] == [
+        s["headline"] for s in page["layout"]["sections"]
+    ]
+    assert events[-1][1] == {
+        "cache": "miss",
+        "sections": len(sections),
+        "fallback": False,
+        "fallback_reason": None,
+    }
+
+
+def test_server_killed_mid_page_falls_back_then_recovers_after_restart(
+    vllm_server: VLLMServer, ml_shop: BuiltShop
+) -> None:
+    settings = settings_for(ml_shop, vllm_server)
+    backend = VLLMBackend.from_settings(settings, breaker=CircuitBreaker(cooldown_s=5.0))
+    watch = StreamWatch(backend)
+    composer = composer_with(ml_shop, settings, watch)
+
+    pages: list[PageResult] = []
+    worker = threading.Thread(
+        target=lambda: pages.append(composer.compose(PageRequest(shopper_id="186", seed=3)))
+    )
+    worker.start()
+    assert watch.first_delta.wait(DEADLINE_S), "the server never started answering"
+    vllm_server.kill()
+    worker.join(DEADLINE_S)
+    (killed,) = pages
+    assert killed.trace.fallback and killed.trace.backend == "vllm"
+    assert "broke off" in (killed.trace.fallback_reason or "")
+    assert killed.layout.sections  # the shopper still got the rules page
+    assert backend.breaker.state == "open"
+
+    # While open, the breaker refuses at once: no connection is tried.
+    refused = composer.compose(PageRequest(shopper_id="186", seed=4))
+    assert refused.trace.fallback and "failed recently" in (refused.trace.fallback_reason or "")
+
+    vllm_server.start()
+    while backend.breaker.state == "open":  # a restart outlasts the cool-down; to be sure
+        time.sleep(0.2)
+    # The next call is the probe, and it succeeds.
+    back = composer.compose(PageRequest(shopper_id="186", seed=5))
+    assert not back.trace.fallback, back.trace.fallback_reason
+    assert back.trace.tokens > 0
+    assert backend.breaker.state == "closed"
+    assert_grounded(back, composer)
