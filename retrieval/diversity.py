@@ -22,15 +22,16 @@ def mmr(relevance: Sequence[float], embeddings: np.ndarray, k: int, strength: fl
     if strength <= 0:
         return list(np.argsort(-rel, kind="stable")[:k])
     sims = embeddings @ embeddings.T
+    gain = (1 - strength) * rel
     chosen: list[int] = []
-    max_sim = np.full(n, -np.inf)
-    remaining = np.ones(n, dtype=bool)
+    # Nothing picked yet: no penalty. After that, each item's penalty is its highest
+    # similarity to a picked one; a picked item is never picked again (-inf).
+    value = gain.copy()
+    max_sim: np.ndarray | None = None
     for _ in range(min(k, n)):
-        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
-        value = (1 - strength) * rel - strength * penalty
-        value[~remaining] = -np.inf
         best = int(np.argmax(value))
         chosen.append(best)
-        remaining[best] = False
-        max_sim = np.maximum(max_sim, sims[best])
+        max_sim = sims[best].copy() if max_sim is None else np.maximum(max_sim, sims[best])
+        value = gain - strength * max_sim
+        value[chosen] = -np.inf
     return chosen

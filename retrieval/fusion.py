@@ -6,7 +6,7 @@ contributions are built once (:func:`contributions`), so tuning can try many wei
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,11 +30,26 @@ class Contributions:
     ids: list[str]
     sources: list[str]
     matrix: np.ndarray  # (sources, ids)
-    hits: list[dict[str, SourceHit]]
+    ranks: np.ndarray  # (sources, ids): 1-based rank within each source, 0 where absent
+    source_scores: np.ndarray  # (sources, ids): each source's own score
 
     def scores(self, weights: Mapping[str, float]) -> np.ndarray:
         w = np.asarray([weights.get(s, 1.0) for s in self.sources], dtype=np.float64)
         return w @ self.matrix if len(self.sources) else np.zeros(len(self.ids))
+
+    def hits_of(self, i: int) -> dict[str, SourceHit]:
+        """Which sources returned candidate ``i``, at what rank and score (source order).
+
+        Made on demand: a page keeps a few dozen of some hundreds of candidates."""
+        return {
+            name: SourceHit(int(self.ranks[row, i]), float(self.source_scores[row, i]))
+            for row, name in enumerate(self.sources)
+            if self.ranks[row, i]
+        }
+
+    @property
+    def hits(self) -> list[dict[str, SourceHit]]:
+        return [self.hits_of(i) for i in range(len(self.ids))]
 
 
 def contributions(
@@ -47,31 +62,44 @@ def contributions(
     """
     position: dict[str, int] = {}
     ids: list[str] = []
-    hits: list[dict[str, SourceHit]] = []
     for res in results:
-        for rank, (pid, s) in enumerate(zip(res.ids, res.scores, strict=True), start=1):
+        for pid in res.ids:
             if pid not in position:
                 position[pid] = len(ids)
                 ids.append(pid)
-                hits.append({})
-            hits[position[pid]][res.name] = SourceHit(rank, float(s))
-    matrix = np.zeros((len(results), len(ids)), dtype=np.float64)
+    shape = (len(results), len(ids))
+    matrix = np.zeros(shape, dtype=np.float64)
+    ranks = np.zeros(shape, dtype=np.int64)
+    source_scores = np.zeros(shape, dtype=np.float64)
     for row, res in enumerate(results):
         if not res.ids:
             continue
         cols = [position[pid] for pid in res.ids]
+        if len(res.scores) != len(cols):
+            raise ValueError(f"source {res.name} has {len(cols)} ids but {len(res.scores)} scores")
+        ranks[row, cols] = np.arange(1, len(cols) + 1)
+        source_scores[row, cols] = res.scores
         if method == "rrf":
             matrix[row, cols] = 1.0 / (rrf_k + np.arange(1, len(cols) + 1))
         else:
             s = np.asarray(res.scores, dtype=np.float64)
             lo, hi = float(s.min()), float(s.max())
             matrix[row, cols] = (s - lo) / (hi - lo) if hi > lo else 1.0
-    return Contributions(ids, [r.name for r in results], matrix, hits)
+    return Contributions(ids, [r.name for r in results], matrix, ranks, source_scores)
 
 
 def ranked_positions(scores: np.ndarray) -> np.ndarray:
     # Stable: ties keep first-seen order (sources in a fixed order), so runs agree.
     return np.argsort(-scores, kind="stable")
+
+
+def fused_in_order(c: Contributions, weights: Mapping[str, float]) -> Iterator[Fused]:
+    """The fused ranking, best first, made as it is consumed: a caller that needs only the
+    head does not pay for the tail."""
+    scores = c.scores(weights)
+    values = scores.tolist()
+    order = ranked_positions(scores).tolist()
+    return (Fused(c.ids[i], values[i], c.hits_of(i)) for i in order)
 
 
 def fuse(
@@ -80,6 +108,4 @@ def fuse(
     method: Method = "rrf",
     rrf_k: float = 60.0,
 ) -> list[Fused]:
-    c = contributions(results, method, rrf_k)
-    scores = c.scores(weights)
-    return [Fused(c.ids[i], float(scores[i]), c.hits[i]) for i in ranked_positions(scores)]
+    return list(fused_in_order(contributions(results, method, rrf_k), weights))

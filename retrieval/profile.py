@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections import Counter
-
-import numpy as np
 
 from retrieval.candidates import ShopperProfile
 from retrieval.catalog_view import CatalogView
@@ -23,20 +22,22 @@ def pseudonymise(shopper_id: str | None, salt: str) -> str:
 def build_profile(
     ctx: ShopperContext, catalog: CatalogView, salt: str, now: float, known: bool
 ) -> ShopperProfile:
-    cats: Counter[str] = Counter()
+    weight: dict[str, float] = {}
     prices = []
+    index, products = catalog.index, catalog.products
     for h in ctx.history:
-        i = catalog.index.get(h.product_id)
+        i = index.get(h.product_id)
         if i is None:
             continue
-        p = catalog.products[i]
+        p = products[i]
         for c in p.categories:
-            cats[c] += h.weight
+            weight[c] = weight.get(c, 0) + h.weight
         prices.append(p.price)
+    cats = Counter(weight)  # same insertion order, so most_common breaks ties the same way
     band = None
     if prices:
-        lo, hi = np.percentile(prices, [25, 75])
-        band = (round(float(lo), 2), round(float(hi), 2))
+        prices.sort()
+        band = (round(_percentile(prices, 0.25), 2), round(_percentile(prices, 0.75), 2))
     last = ctx.history[-1].timestamp if ctx.history else None
     return ShopperProfile(
         pseudonym=pseudonymise(ctx.shopper_id, salt),
@@ -47,3 +48,14 @@ def build_profile(
         days_since_last_event=None if last is None else round(max(0.0, now - last) / 86400, 1),
         recent_product_ids=tuple(reversed(ctx.history_ids()[-5:])),
     )
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    """``np.percentile(values, 100 * q)`` of sorted values, bit for bit (its default linear
+    method, including its two-sided interpolation), without numpy's per-call overhead."""
+    position = q * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    a, b, t = ordered[below], ordered[above], position - below
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,13 +11,19 @@ import numpy as np
 from retrieval.candidates import (
     Candidate,
     CandidateSet,
-    Provenance,
     Reason,
 )
 from retrieval.catalog_view import CandidateFilter, CatalogView
 from retrieval.context import HistoryItem, ShopperContext
 from retrieval.diversity import mmr
-from retrieval.fusion import Contributions, Fused, contributions, fuse, ranked_positions
+from retrieval.fusion import (
+    Contributions,
+    Fused,
+    contributions,
+    fuse,
+    fused_in_order,
+    ranked_positions,
+)
 from retrieval.mf import event_weight
 from retrieval.params import FusionParams, MFParams
 from retrieval.profile import build_profile
@@ -77,15 +83,15 @@ class Retriever:
         needs_fold_in = True
         if request.shopper_id is not None and self.store is not None:
             events = self.store.events_for(request.shopper_id)
-            history = [
-                HistoryItem(
-                    e.product_id,
-                    event_weight(e.kind, e.value, self.mf_params),
-                    e.timestamp,
-                    e.kind in (EventKind.PURCHASE, EventKind.RATING),
-                )
-                for e in events
-            ]
+            # A history holds few distinct (kind, rating) pairs and hundreds of events.
+            weights: dict[tuple[EventKind, float | None], float] = {}
+            history = []
+            for e in events:
+                w = weights.get((e.kind, e.value))
+                if w is None:
+                    w = weights[e.kind, e.value] = event_weight(e.kind, e.value, self.mf_params)
+                bought = e.kind is EventKind.PURCHASE or e.kind is EventKind.RATING
+                history.append(HistoryItem(e.product_id, w, e.timestamp, bought))
             watermark = self.mf.model.trained_through_event if self.mf else 0
             known = self.mf is not None and request.shopper_id in self.mf.model.user_index
             needs_fold_in = not known or any(e.event_id > watermark for e in events)
@@ -128,6 +134,10 @@ class Retriever:
             timings[name] = (time.perf_counter() - t) * 1000
         return results
 
+    def weights_for(self, ctx: ShopperContext) -> Mapping[str, float]:
+        bucket = context_bucket(ctx)
+        return self.weights.get(bucket, DEFAULT_WEIGHTS[bucket])
+
     def fuse(
         self,
         ctx: ShopperContext,
@@ -135,8 +145,7 @@ class Retriever:
         weights: Mapping[str, float] | None = None,
     ) -> list[Fused]:
         if weights is None:
-            bucket = context_bucket(ctx)
-            weights = self.weights.get(bucket, DEFAULT_WEIGHTS[bucket])
+            weights = self.weights_for(ctx)
         return fuse(results, weights, self.fusion.method, self.fusion.rrf_k)
 
     def retrieve_for(
@@ -152,13 +161,14 @@ class Retriever:
         if results is None:
             results = self.source_results(ctx, f, timings)
         t = time.perf_counter()
-        fused = self.fuse(ctx, results)
+        ranking = fused_in_order(self.contributions(results), self.weights_for(ctx))
         timings["fusion"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        fused = self._dedup(fused, ctx)
+        # MMR looks a few times deeper than k; deeper adds cost without changing the picks.
+        head = self._dedup(ranking, ctx, limit=max(request.k * 3, request.k))
         strength = self.fusion.diversity if request.diversity is None else request.diversity
-        picked = self._diversify(fused, request.k, strength)
+        picked = self._diversify(head, request.k, strength)
         timings["diversity"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
@@ -169,13 +179,14 @@ class Retriever:
             products, max_themes=request.max_themes, preferred=profile.top_categories
         )
         theme_of = {pid: th.name for th in themes for pid in th.product_ids}
+        explain = self._explainer(ctx)
         candidates = tuple(
             Candidate(
                 product_id=c.product_id,
                 score=round(c.score, 6),
                 provenance=tuple(provenance[s] for s in c.hits),
                 sources=c.hits,
-                reason=self._reason(c, ctx, provenance),
+                reason=explain(c),
                 theme=theme_of.get(c.product_id),
             )
             for c in picked
@@ -208,44 +219,58 @@ class Retriever:
             if pid in self.catalog.index
         }
 
-    def _dedup(self, fused: list[Fused], ctx: ShopperContext) -> list[Fused]:
+    def _dedup(self, fused: Iterable[Fused], ctx: ShopperContext, limit: int) -> list[Fused]:
+        """The first ``limit`` of ``fused`` that are neither bought nor a copy of an earlier one."""
         seen = self._purchased_keys(ctx)
-        out = []
+        keys, index = self.catalog.dedup_keys, self.catalog.index
+        out: list[Fused] = []
         for c in fused:
-            key = self.catalog.dedup_keys[self.catalog.index[c.product_id]]
+            key = keys[index[c.product_id]]
             if key not in seen:
                 seen.add(key)
                 out.append(c)
+                if len(out) == limit:
+                    break
         return out
 
-    def _diversify(self, fused: list[Fused], k: int, strength: float) -> list[Fused]:
-        # MMR looks a few times deeper than k; deeper adds cost without changing the picks.
-        head = fused[: max(k * 3, k)]
+    def _diversify(self, head: list[Fused], k: int, strength: float) -> list[Fused]:
         if strength <= 0 or self.catalog.embeddings is None or len(head) <= 1:
             return head[:k]
         emb = self.catalog.embeddings[[self.catalog.index[c.product_id] for c in head]]
         order = mmr([c.score for c in head], emb, k, strength)
         return [head[i] for i in order]
 
-    def _reason(
-        self, c: Fused, ctx: ShopperContext, provenance: Mapping[str, Provenance]
-    ) -> Reason:
-        # The source that ranked the product best explains it.
-        best = min(c.hits, key=lambda s: c.hits[s].rank)
-        if best == "mf" and self.mf is not None:
-            because = self.mf.item_affinity(c.product_id, ctx.history_ids()[-50:])[:2]
-            return Reason("similar_to_history", tuple(because))
-        if best == "vector":
-            if ctx.query:
-                return Reason("matches_query", query=ctx.query)
-            return Reason("matches_profile", tuple(self._closest_history(c.product_id, ctx)))
-        rank = self.popular.rank_of.get(c.product_id)
-        return Reason("popular", popularity_rank=rank)
+    def _explainer(self, ctx: ShopperContext) -> Callable[[Fused], Reason]:
+        """Why each candidate is here, against this shopper's recent history (gathered once
+        per request, not once per candidate)."""
+        recent = ctx.history_ids()[-50:]
+        affinity = self.mf.affinity(recent) if self.mf is not None else None
+        closest = self._closest_history(recent)
 
-    def _closest_history(self, product_id: str, ctx: ShopperContext) -> list[str]:
+        def reason(c: Fused) -> Reason:
+            # The source that ranked the product best explains it.
+            best = min(c.hits, key=lambda s: c.hits[s].rank)
+            if best == "mf" and affinity is not None:
+                return Reason("similar_to_history", tuple(affinity(c.product_id)[:2]))
+            if best == "vector":
+                if ctx.query:
+                    return Reason("matches_query", query=ctx.query)
+                return Reason("matches_profile", tuple(closest(c.product_id)))
+            rank = self.popular.rank_of.get(c.product_id)
+            return Reason("popular", popularity_rank=rank)
+
+        return reason
+
+    def _closest_history(self, recent: list[str]) -> Callable[[str], list[str]]:
+        """The two history items whose embeddings are nearest a product's."""
         emb = self.catalog.embeddings
-        hist = [self.catalog.index[p] for p in ctx.history_ids()[-50:] if p in self.catalog.index]
+        hist = [self.catalog.index[p] for p in recent if p in self.catalog.index]
         if emb is None or not hist:
-            return []
-        sims = emb[hist] @ emb[self.catalog.index[product_id]]
-        return [self.catalog.ids[hist[i]] for i in np.argsort(-sims)[:2]]
+            return lambda product_id: []
+        hist_emb = emb[hist]
+
+        def closest(product_id: str) -> list[str]:
+            sims = hist_emb @ emb[self.catalog.index[product_id]]
+            return [self.catalog.ids[hist[i]] for i in np.argsort(-sims)[:2]]
+
+        return closest

@@ -3,6 +3,7 @@ needs to know which is which."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +13,7 @@ from retrieval.candidates import Provenance
 from retrieval.catalog_view import CandidateFilter, CatalogView
 from retrieval.context import ShopperContext
 from retrieval.embeddings import Encoder
+from retrieval.lru import LRU
 from retrieval.mf import MFModel
 from retrieval.vector_index import VectorFilter, VectorIndex
 
@@ -47,6 +49,9 @@ def top_k_masked(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
     return valid[order]
 
 
+FOLD_IN_CACHE = 1024  # fold-in vectors kept, keyed by the history they were solved from
+
+
 class MFSource:
     name = "mf"
 
@@ -58,14 +63,23 @@ class MFSource:
             [catalog.index.get(pid, -1) for pid in model.product_ids], dtype=np.int64
         )
         self._known = self._catalog_pos >= 0
+        # Keyed by the history itself, so a new event (a longer history) is a new key and a
+        # stale vector can never be served; the same shopper's next pages reuse the solve.
+        self._fold_ins: LRU[tuple[tuple[str, float], ...], np.ndarray] = LRU(FOLD_IN_CACHE)
 
     def user_vector(self, ctx: ShopperContext) -> tuple[np.ndarray | None, Provenance]:
         if ctx.shopper_id is not None and not ctx.needs_fold_in:
             vec = self.model.user_vector(ctx.shopper_id)
             if vec is not None:
                 return vec, Provenance.MF
-        history = [(h.product_id, h.weight) for h in ctx.history]
-        return self.model.fold_in(history), Provenance.FOLD_IN
+        history = tuple((h.product_id, h.weight) for h in ctx.history)
+        vec = self._fold_ins.get(history)
+        if vec is None:
+            vec = self.model.fold_in(history)
+            if vec is not None:
+                vec.setflags(write=False)  # shared between requests
+                self._fold_ins.put(history, vec)
+        return vec, Provenance.FOLD_IN
 
     def candidates(self, ctx: ShopperContext, k: int, f: CandidateFilter) -> SourceResult:
         vec, provenance = self.user_vector(ctx)
@@ -79,15 +93,26 @@ class MFSource:
 
     def item_affinity(self, product_id: str, history_ids: list[str]) -> list[str]:
         """History items whose factors point the same way as ``product_id``'s, best first."""
-        j = self.model.item_index.get(product_id)
-        hist = [
-            (pid, self.model.item_index[pid]) for pid in history_ids if pid in self.model.item_index
-        ]
-        if j is None or not hist:
-            return []
-        target = self.model.item_factors[j]
-        sims = self.model.item_factors[[h[1] for h in hist]] @ target
-        return [hist[i][0] for i in np.argsort(-sims)]
+        return self.affinity(history_ids)(product_id)
+
+    def affinity(self, history_ids: list[str]) -> Callable[[str], list[str]]:
+        """:meth:`item_affinity` against one history, for many products: the history's
+        factors are gathered once, not once per product."""
+        index = self.model.item_index
+        hist = [pid for pid in history_ids if pid in index]
+        if not hist:
+            return lambda product_id: []
+        factors = self.model.item_factors
+        hist_factors = factors[[index[pid] for pid in hist]]
+
+        def closest(product_id: str) -> list[str]:
+            j = index.get(product_id)
+            if j is None:
+                return []
+            sims = hist_factors @ factors[j]
+            return [hist[i] for i in np.argsort(-sims)]
+
+        return closest
 
 
 class VectorSource:

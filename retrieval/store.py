@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from retrieval.errors import UnknownProductError
+from retrieval.lru import LRU
 from retrieval.records import EventKind, Interaction, Product, Shopper
 
 metadata = sa.MetaData()
@@ -87,7 +88,7 @@ class CatalogChange:
         return self.added + self.updated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: histories are cached, one object per event
 class StoredEvent:
     event_id: int
     shopper_id: str
@@ -126,15 +127,32 @@ def _product_values(p: Product) -> dict[str, object]:
     }
 
 
-class Store:
-    """Catalog, shoppers and events. Every write is one transaction."""
+@dataclass(frozen=True)
+class _History:
+    """A shopper's events, oldest first, complete up to ``last_event_id``."""
 
-    def __init__(self, url: str) -> None:
+    last_event_id: int
+    events: tuple[StoredEvent, ...]
+
+
+class Store:
+    """Catalog, shoppers and events. Every write is one transaction.
+
+    ``history_cache`` shoppers' event lists stay in memory (SQLite only, see
+    :meth:`events_for`); 0 turns that off.
+    """
+
+    def __init__(self, url: str, history_cache: int = 1024) -> None:
         self.url = url
         self.engine: Engine = sa.create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
+        sqlite = self.engine.dialect.name == "sqlite"
+        if sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        # Bringing a cached history up to date reads the events after its last id. That is
+        # complete only where ids become visible in id order: SQLite has one writer at a
+        # time; PostgreSQL sequences can commit out of order, so there every read is full.
+        self._histories: LRU[str, _History] = LRU(history_cache if sqlite else 0)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -305,13 +323,40 @@ class Store:
             return Shopper(row.shopper_id, json.loads(row.attributes)) if row else None
 
     def events_for(self, shopper_id: str) -> list[StoredEvent]:
+        """The shopper's events, oldest first (by time, then id).
+
+        Events are only ever appended, so a cached history is brought up to date with the
+        events after its last id: one indexed query that usually finds nothing, instead of
+        reading hundreds of rows for a heavy shopper on every page.
+        """
+        cached = self._histories.get(shopper_id)
+        after = cached.last_event_id if cached is not None else 0
+        new = self._read_events(shopper_id, after)
+        if cached is not None and not new:
+            return list(cached.events)
+        if cached is not None:
+            # An event may carry an earlier timestamp than ones already stored.
+            events = sorted((*cached.events, *new), key=lambda e: (e.timestamp, e.event_id))
+        else:
+            events = new
+        if events:
+            last = max(after, max(e.event_id for e in new))
+            self._histories.put(shopper_id, _History(last, tuple(events)))
+        return list(events)
+
+    def _read_events(self, shopper_id: str, after_event_id: int = 0) -> list[StoredEvent]:
+        c = events_table.c
+        query = sa.select(c.event_id, c.product_id, c.kind, c.ts, c.value).where(
+            c.shopper_id == shopper_id
+        )
+        if after_event_id:
+            query = query.where(c.event_id > after_event_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(events_table)
-                .where(events_table.c.shopper_id == shopper_id)
-                .order_by(events_table.c.ts, events_table.c.event_id)
-            )
-            return [_row_to_event(r) for r in rows]
+            rows = conn.execute(query.order_by(c.ts, c.event_id)).all()
+        return [
+            StoredEvent(event_id, shopper_id, product_id, _KINDS[kind], ts, value)
+            for event_id, product_id, kind, ts, value in rows
+        ]
 
     def all_events(self) -> list[StoredEvent]:
         with self.engine.connect() as conn:
@@ -346,6 +391,9 @@ class Store:
                     ("events", events_table),
                 )
             }
+
+
+_KINDS = {k.value: k for k in EventKind}
 
 
 def _row_to_event(r: sa.Row) -> StoredEvent:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,8 @@ from litestar.testing import TestClient
 from composer.api import ApiSettings, Services, create_app
 from composer.api.logs import JsonFormatter
 from composer.backends import BackendRegistry
+from composer.prompting import PromptLibrary
+from composer.resources import resource_dir
 from composer.settings import Settings
 from retrieval import FusionParams
 from retrieval.profile import pseudonymise
@@ -100,6 +104,7 @@ def test_health_ready_schema_and_docs(client: TestClient) -> None:
         "/v1/copy",
         "/v1/events",
         "/v1/products/{product_id}",
+        "/products/{product_id}",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -154,6 +159,44 @@ def test_products(client: TestClient) -> None:
     missing = client.get("/v1/products/no-such-product")
     assert missing.status_code == 404
     assert "unknown product id 'no-such-product'" in missing.json()["detail"]
+
+
+def test_product_page_for_a_browser(client: TestClient) -> None:
+    r = client.get("/products/1")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert_valid_html(r.text)
+    assert '<h1 class="page__title product__title">Toy Story</h1>' in r.text
+    assert "$12.99" in r.text and "1995" in r.text and "Animation / Children" in r.text
+    assert 'class="product__back"' not in r.text  # from nowhere: no way back to offer
+
+    # From a shopper's Chinese page: the price in that locale, a link back to that page.
+    came_from = "http://testserver/pages/196?locale=zh&kind=home"
+    zh = client.get("/products/1", headers={"Referer": came_from})
+    assert 'lang="zh-Hans"' in zh.text and "US$12.99" in zh.text
+    assert 'href="/pages/196?locale=zh&amp;kind=home"' in zh.text
+    # A link from another site never becomes a link off this one.
+    elsewhere = client.get("/products/1", headers={"Referer": "https://evil.example/x"})
+    assert "evil.example" not in elsewhere.text
+    assert 'class="product__back"' not in elsewhere.text
+    assert "US$12.99" in client.get("/products/1", params={"locale": "zh"}).text
+
+    missing = client.get("/products/no-such-product", headers={"Referer": came_from})
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert_valid_html(missing.text)
+    assert "unknown product id &#39;no-such-product&#39;" in missing.text
+    assert 'href="/pages/196?locale=zh&amp;kind=home"' in missing.text
+
+
+def test_every_product_link_on_a_page_opens_its_product(client: TestClient) -> None:
+    page = client.get("/pages/196")
+    links = set(re.findall(r'class="card__link" href="([^"]+)"', page.text))
+    assert len(links) >= 6
+    for href in links:
+        r = client.get(href, headers={"Referer": "http://testserver/pages/196"})
+        product_id = href.rsplit("/", 1)[1]
+        assert r.status_code == 200, href
+        assert f'data-product-id="{product_id}"' in r.text
+        assert 'href="/pages/196"' in r.text
 
 
 def test_copy(client: TestClient) -> None:
@@ -370,6 +413,24 @@ def test_cache_hit_then_invalidated_by_an_event(client: TestClient, ml_shop: Bui
     assert client.post("/v1/pages", json={"shopper_id": shopper}).json()["cache"] == "hit"
     ml_shop.store.add_events([Interaction(shopper, "50", EventKind.VIEW, time.time())])
     assert client.post("/v1/pages", json={"shopper_id": shopper}).json()["cache"] == "miss"
+
+
+def test_editing_the_prompt_file_retires_cached_pages(ml_shop: BuiltShop, tmp_path: Path) -> None:
+    folder = tmp_path / "prompts"
+    shutil.copytree(resource_dir("prompts"), folder)
+    settings = settings_for(ml_shop)
+    services = Services(
+        settings, ml_shop.store, ml_shop.retriever, BackendRegistry(settings), PromptLibrary(folder)
+    )
+    body = {"shopper_id": "api-prompt-edit-shopper"}
+    with TestClient(create_app(settings, services)) as c:
+        assert c.post("/v1/pages", json=body).json()["cache"] == "miss"
+        assert c.post("/v1/pages", json=body).json()["cache"] == "hit"
+        prompt = folder / f"{settings.prompt}.j2"
+        prompt.write_text(prompt.read_text() + "{# edited #}\n")
+        edited = c.post("/v1/pages", json=body).json()
+        assert edited["cache"] == "miss"
+        assert edited["trace"]["prompt_hash"] == PromptLibrary(folder).file_hash(settings.prompt)
 
 
 def test_events_with_several_products(client: TestClient, ml_shop: BuiltShop) -> None:

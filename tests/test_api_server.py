@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ import httpx
 import pytest
 from conftest import CACHE, REPO, BuiltShop
 from test_api import TWO_SECTIONS, ScriptedBackend, app_for, assert_valid_html, parse_sse
+
+from retrieval.profile import pseudonymise
 
 READY_TIMEOUT_S = 180
 
@@ -192,8 +195,54 @@ def test_several_workers(ml_shop: BuiltShop, tmp_path: Path) -> None:
         for n in range(6):
             r = http.post("/v1/pages", json={"shopper_id": "196", "seed": n})
             assert r.status_code == 200 and r.json()["layout"]["sections"]
+
+        # 16 connections kept open and opened in one burst, like a storefront's pool: both
+        # workers get some (with one shared listening socket, one worker took them all).
+        already = len(server.log_lines())
+        with (
+            httpx.Client(
+                base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=16)
+            ) as pool,
+            ThreadPoolExecutor(16) as threads,
+        ):
+            bodies = [{"shopper_id": "42", "seed": 1000 + n} for n in range(32)]
+            answers = list(threads.map(lambda b: pool.post("/v1/pages", json=b), bodies))
+        assert all(r.status_code == 200 for r in answers)
+        logs = [json.loads(line) for line in server.log_lines()[already:] if line[:1] == "{"]
+        assert len({p["pid"] for p in logs if p["msg"] == "page"}) == 2
+
+        # Both workers keep this shopper's history in memory; a purchase recorded through
+        # either one is in every later page, whichever worker makes it.
+        shopper = "workers-shopper-51"
+        views = {"shopper_id": shopper, "product_ids": ["1", "71", "95"], "kind": "view"}
+        assert http.post("/v1/events", json=views).status_code == 201
+        first = pages_from_both_workers(server, shopper, seeds=range(0, 60))
+        top = first[0]["trace"]["candidates"][0]["product_id"]
+        bought = {"shopper_id": shopper, "product_id": top, "kind": "purchase"}
+        assert http.post("/v1/events", json=bought).status_code == 201
+        for page in pages_from_both_workers(server, shopper, seeds=range(100, 160)):
+            assert top not in [c["product_id"] for c in page["trace"]["candidates"]]
     started = [line for line in server.log_lines() if "Started server process" in line]
     assert len(started) == 2
+
+
+def pages_from_both_workers(server: Server, shopper: str, seeds: range) -> list[dict]:
+    """Pages for ``shopper``, each on a new connection, until both workers have made one (the
+    page log lines say which process made each page)."""
+    pseudonym = pseudonymise(shopper, "page-composer")
+    already = len(server.log_lines())
+    pages = []
+    for seed in seeds:
+        with httpx.Client(base_url=server.url, timeout=60) as http:  # a new connection
+            r = http.post("/v1/pages", json={"shopper_id": shopper, "seed": seed})
+        assert r.status_code == 200 and r.json()["cache"] == "miss"
+        pages.append(r.json())
+        lines = server.log_lines()[already:]
+        logs = [json.loads(line) for line in lines if line.startswith("{")]
+        pids = {p["pid"] for p in logs if p["msg"] == "page" and p.get("shopper") == pseudonym}
+        if len(pids) == 2 and len(pages) >= 2:
+            return pages
+    pytest.fail(f"{len(seeds)} new connections did not reach both workers")
 
 
 def loaded_pids(server: Server) -> set[int]:

@@ -134,3 +134,52 @@ def test_page_in_headless_chromium(
     assert shot.stat().st_size > 10_000
     OUTPUT.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, OUTPUT / f"page-{shopper}-{query.get('locale', 'en')}.png")
+
+
+def test_product_link_opens_its_page_and_leads_back(
+    server: Server, browser: Browser, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    problems: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        start = f"{server.url}/pages/196?locale=zh"
+        assert page.goto(start, wait_until="load").status == 200  # type: ignore[union-attr]
+
+        link = page.locator("main a.card__link").nth(1)
+        title = link.locator(".card__title").inner_text()
+        href = link.get_attribute("href") or ""
+        link.scroll_into_view_if_needed()
+        link.click()
+        page.wait_for_url(f"{server.url}{href}")
+        expect(page.locator("h1.product__title")).to_have_text(title)
+        expect(page.locator(".product__price")).to_contain_text("US$")  # the zh page's locale
+        assert page.locator("html").get_attribute("lang") == "zh-Hans"
+        shot = tmp_path / "product.png"
+        page.screenshot(path=str(shot), full_page=True)
+
+        back = page.locator("a.product__back")
+        expect(back).to_be_visible()
+        back.click()
+        page.wait_for_url(start)
+        expect(page.locator("main section.section").first).to_be_visible()
+        assert not problems, problems
+
+        # An unknown product is a readable 404 page, not a JSON body.
+        response = page.goto(f"{server.url}/products/no-such-product", wait_until="load")
+        assert response is not None and response.status == 404
+        expect(page.locator("h1.page__title")).to_be_visible()
+        expect(page.locator(".not-found__detail")).to_contain_text("no-such-product")
+    finally:
+        context.close()
+
+    assert shot.stat().st_size > 5_000
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, OUTPUT / "product-zh.png")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from conftest import BuiltShop
 
-from retrieval import EventKind, Interaction, Provenance, RetrievalRequest
+from retrieval import EventKind, Interaction, Provenance, RetrievalRequest, Store
 
 
 def test_known_shopper_gets_mf_led_candidates_with_reasons(ml_shop: BuiltShop) -> None:
@@ -142,3 +143,58 @@ def test_diversity_spreads_categories(ml_shop: BuiltShop) -> None:
         return len({c for p in r.product_ids() for c in cat.products[cat.index[p]].categories})
 
     assert distinct_categories(0.8) > distinct_categories(0.0)
+
+
+# -- per-shopper caches: a new event is never missed ----------------------------------------
+
+
+def test_history_cache_takes_in_new_events_from_any_writer(ml_shop: BuiltShop) -> None:
+    store = ml_shop.store
+    sid = "history-cache-shopper"
+    now = time.time()
+    views = [Interaction(sid, pid, EventKind.VIEW, now + i) for i, pid in enumerate("123")]
+    store.add_events(views)
+    first = store.events_for(sid)
+    assert [e.product_id for e in first] == ["1", "2", "3"]
+    assert store.events_for(sid) == first  # served from the cache, same answer
+
+    # Another worker process writes through its own store: this one still sees the event.
+    # Its timestamp is older than the cached ones, so it sorts in the middle.
+    other = Store(store.url, history_cache=0)
+    try:
+        other.add_events([Interaction(sid, "50", EventKind.PURCHASE, now + 0.5)])
+        uncached = other.events_for(sid)
+    finally:
+        other.close()
+    assert [e.product_id for e in store.events_for(sid)] == ["1", "50", "2", "3"]
+    assert store.events_for(sid) == uncached
+
+
+def test_cached_history_and_fold_in_give_the_same_candidates_as_a_cold_read(
+    ml_shop: BuiltShop,
+) -> None:
+    """Warm caches (history, fold-in vector) change nothing but speed, and an event makes the
+    next retrieval fold in the longer history rather than reuse the cached vector."""
+    retriever = ml_shop.retriever
+    sid = "fold-in-cache-shopper"
+    now = time.time()
+    ml_shop.store.add_events(
+        [Interaction(sid, pid, EventKind.CART, now + i) for i, pid in enumerate(["1", "71", "95"])]
+    )
+    request = RetrievalRequest(shopper_id=sid, k=12)
+    cold = retriever.retrieve(request)
+    warm = retriever.retrieve(request)
+    assert warm.candidates == cold.candidates and warm.profile == cold.profile
+    assert any(Provenance.FOLD_IN in c.provenance for c in warm.candidates)
+
+    ml_shop.store.add_events([Interaction(sid, "181", EventKind.PURCHASE, now + 10)])
+    after = retriever.retrieve(request)
+    ctx = retriever.context_for(request)
+    assert [h.product_id for h in ctx.history] == ["1", "71", "95", "181"]
+    assert retriever.mf is not None
+    vec, _ = retriever.mf.user_vector(ctx)
+    assert retriever.mf.user_vector(ctx)[0] is vec  # the same history reuses the solve
+    fresh = retriever.mf.model.fold_in([(h.product_id, h.weight) for h in ctx.history])
+    assert vec is not None and fresh is not None and np.array_equal(vec, fresh)
+    assert "181" not in after.product_ids()  # bought: the new event counts
+    assert after.candidates != cold.candidates

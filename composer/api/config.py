@@ -39,6 +39,14 @@ class ApiSettings(BaseModel):
         64 * 1024, ge=1024, description="Largest accepted request body; larger is 413."
     )
     log_level: str = Field("INFO", description="Level of the JSON-lines log.")
+    blas_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="BLAS (OpenBLAS) threads per server process. Requests already run in "
+        "parallel; BLAS threads on top of them fight for the same cores, and the matrices of "
+        "one request are too small to gain from them.",
+    )
 
     def llm_slots(self, backend: str) -> int:
         if self.llm_concurrency is not None:

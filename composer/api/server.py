@@ -1,13 +1,15 @@
 """Run the page API under uvicorn: ``serve(settings, host, port, workers)``.
 
-One worker runs the app object built here. Several workers need an import string: each
-worker process calls :func:`app_from_env`, which rebuilds the same settings from
-``COMPOSER_SERVE_SETTINGS`` (the parent's settings as JSON) or else from the environment, so
+One worker runs the app object built here. Several workers are processes started by
+:mod:`composer.api.workers`, each with its own socket on the port; each calls
+:func:`app_from_env`, which rebuilds the same settings from ``COMPOSER_SERVE_SETTINGS`` (the
+parent's settings as JSON) or else from the environment, so
 ``uvicorn --factory composer.api.server:app_from_env`` works on its own too.
 
-Every worker loads its own models and keeps its own page cache and metrics; the cache key
-holds the shopper's latest event id, so a page cached in one worker is never served stale
-after another worker recorded an event.
+Every worker loads its own models and keeps its own page cache, shopper histories and
+metrics; cached pages are keyed by the shopper's latest event id and cached histories read
+the events after their last one, so neither is served stale after another worker recorded
+an event.
 
 ``python -m composer.api.server [--host H] [--port P] [--workers N]`` serves with settings
 from the environment.
@@ -25,6 +27,7 @@ from litestar import Litestar
 from composer.api.app import create_app
 from composer.api.config import ApiSettings
 from composer.api.logs import configure_logging
+from composer.api.workers import Supervisor
 from composer.settings import Settings
 
 SETTINGS_ENV = "COMPOSER_SERVE_SETTINGS"
@@ -35,11 +38,22 @@ def _api(settings: Settings) -> ApiSettings:
     return getattr(settings, "api", None) or ApiSettings()
 
 
+def limit_blas_threads(threads: int) -> None:
+    """BLAS thread pools of this process and of the processes it starts: the libraries
+    loaded already (numpy's OpenBLAS) now, the ones loaded later through the environment."""
+    from threadpoolctl import threadpool_limits
+
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    threadpool_limits(threads, user_api="blas")
+
+
 def app_from_env() -> Litestar:
     """The app factory uvicorn's worker processes call (``--factory``)."""
     raw = os.environ.get(SETTINGS_ENV)
     settings = Settings(**json.loads(raw)) if raw else Settings()
-    configure_logging(_api(settings).log_level)
+    api = _api(settings)
+    configure_logging(api.log_level)
+    limit_blas_threads(api.blas_threads)
     return create_app(settings)
 
 
@@ -52,6 +66,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
         raise ValueError("workers must be at least 1")
     level = _api(settings).log_level
     configure_logging(level)
+    limit_blas_threads(_api(settings).blas_threads)
     common = {
         "host": host,
         "port": port,
@@ -64,8 +79,12 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
         return
+    # The workers are new processes (spawned): they rebuild these settings from the
+    # environment, and find the BLAS limit there too.
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
-    uvicorn.run("composer.api.server:app_from_env", factory=True, workers=workers, **common)
+    code = Supervisor(workers, common).run()
+    if code:
+        raise SystemExit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

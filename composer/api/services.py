@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from composer.backends import BackendRegistry
 from composer.copywriting import Copywriter
+from composer.layout import Locale
+from composer.page_request import PageRequest
 from composer.pipeline import PageComposer
 from composer.prompting import PromptLibrary
 from composer.rendering import PageRenderer
@@ -72,6 +75,19 @@ class Services:
         services.load_seconds = round(time.perf_counter() - t, 2)
         return services
 
+    def warm_up(self) -> None:
+        """Make one rules page per locale before the service says it is ready: templates
+        compile, SQL statements and the vector index get their first use here, not in the
+        first shoppers' requests (a cold worker added its first-use costs to the p99)."""
+        # A session with one recent item: every candidate source runs, the vector index too.
+        recent = self.retriever.catalog.ids[:1]
+        for locale in Locale:
+            self.composer.compose(
+                PageRequest(recent_items=recent, backend="rules", format="both", locale=locale)
+            )
+        self.store.last_event_id_for("")
+        self.store.events_for("")
+
     def preload_backend(self) -> str | None:
         try:
             self.backends.get(self.settings.llm_backend)
@@ -93,6 +109,8 @@ class Services:
             "embedding_model": self.settings.embedding_model,
             "llm_backend": self.settings.llm_backend,
             "llm": "ok" if self.llm_error is None else f"failed: {self.llm_error}",
+            # Which server process answered: with several workers each loads on its own.
+            "pid": os.getpid(),
         }
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from babel.numbers import format_currency
@@ -10,9 +11,17 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from composer.hydration import HydratedPage, HydratedSection
 from composer.layout import Locale
 from composer.resources import resource_dir
+from retrieval import Product
 
 _BABEL_LOCALE = {Locale.EN: "en_US", Locale.ZH: "zh_CN"}
 _HTML_LANG = {Locale.EN: "en", Locale.ZH: "zh-Hans"}
+
+
+@lru_cache(maxsize=8192)
+def _format_price(amount: float, currency: str, babel_locale: str) -> str:
+    # A catalog has few distinct prices and Babel re-parses its pattern on every call; a
+    # page shows a dozen or more prices.
+    return format_currency(amount, currency, locale=babel_locale)
 
 
 class PageRenderer:
@@ -24,27 +33,69 @@ class PageRenderer:
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # Templates ship with the package: compiled once per process, never re-checked
+            # against the file's mtime (a stat per include per page otherwise).
+            auto_reload=False,
         )
+        self._helpers = {locale: self._make_helpers(locale) for locale in Locale}
 
     def price(self, amount: float, locale: Locale) -> str:
-        return format_currency(amount, self.currency, locale=_BABEL_LOCALE[locale])
+        return _format_price(float(amount), self.currency, _BABEL_LOCALE[locale])
 
-    def _common(self, locale: Locale) -> dict[str, object]:
+    def _make_helpers(self, locale: Locale) -> dict[str, object]:
         return {"price": lambda amount: self.price(amount, locale), "labels": _LABELS[locale]}
 
     def render(self, page: HydratedPage, trace_id: str | None = None) -> str:
         template = self.env.get_template("page.html")
         return template.render(
-            page=page, lang=_HTML_LANG[page.locale], trace_id=trace_id, **self._common(page.locale)
+            page=page, lang=_HTML_LANG[page.locale], trace_id=trace_id, **self._helpers[page.locale]
         )
 
     def render_section(self, section: HydratedSection, locale: Locale) -> str:
         """One section with the page's own partial (``templates/sections/<kind>.html``)."""
         template = self.env.get_template(f"sections/{section.kind}.html")
-        return template.render(section=section, **self._common(locale))
+        return template.render(section=section, **self._helpers[locale])
+
+    def render_product(self, product: Product, locale: Locale, back_url: str | None) -> str:
+        """A product's detail page (``templates/product.html``): the catalog record, nothing
+        generated; ``back_url`` is the page the shopper came from, when known."""
+        template = self.env.get_template("product.html")
+        return template.render(
+            product=product,
+            lang=_HTML_LANG[locale],
+            back_url=back_url,
+            **self._helpers[locale],
+        )
+
+    def render_not_found(self, detail: str, locale: Locale, back_url: str | None) -> str:
+        """The 404 page a browser gets for a product or page that does not exist."""
+        template = self.env.get_template("not_found.html")
+        return template.render(
+            detail=detail, lang=_HTML_LANG[locale], back_url=back_url, **self._helpers[locale]
+        )
 
 
 _LABELS = {
-    Locale.EN: {"why": "Why this", "out_of_stock": "Out of stock", "view": "View"},
-    Locale.ZH: {"why": "推荐理由", "out_of_stock": "暂时缺货", "view": "查看"},
+    Locale.EN: {
+        "why": "Why this",
+        "out_of_stock": "Out of stock",
+        "in_stock": "In stock",
+        "view": "View",
+        "back": "Back to your page",
+        "year": "Year",
+        "categories": "Categories",
+        "product_id": "Product id",
+        "not_found": "Not found",
+    },
+    Locale.ZH: {
+        "why": "推荐理由",
+        "out_of_stock": "暂时缺货",
+        "in_stock": "有货",
+        "view": "查看",
+        "back": "返回您的页面",
+        "year": "年份",
+        "categories": "类别",
+        "product_id": "商品编号",
+        "not_found": "未找到",
+    },
 }

@@ -1,15 +1,53 @@
-"""Catalog records, as the pages show them."""
+"""Catalog records: JSON for storefronts, and the detail page the rendered pages link to."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
-from litestar import Controller, get
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
+from litestar.status_codes import HTTP_404_NOT_FOUND
 
 from composer.api.schemas import ProductOut
 from composer.api.state import Api
+from composer.layout import Locale
+from retrieval import Product
+
+NO_STORE = {"Cache-Control": "private, no-store"}
+MAX_ID = 128
+
+
+async def find_product(api: Api, product_id: str) -> Product | None:
+    services, pages = api.require()
+    catalog = services.retriever.catalog
+    i = catalog.index.get(product_id)
+    if i is not None:
+        return catalog.products[i]
+    # Products ingested after start-up are in the store, not yet in the loaded catalog.
+    if len(product_id) <= MAX_ID:
+        return await pages.in_thread(services.store.product, product_id)
+    return None
+
+
+def back_link(referer: str | None) -> tuple[str | None, Locale | None]:
+    """The page the shopper came from, as a path on this server, and that page's locale.
+
+    Only one of our own pages (``/pages/...``) counts, and only its path and query are kept:
+    a link from elsewhere never becomes a link off this site.
+    """
+    if not referer:
+        return None, None
+    parts = urlsplit(referer)
+    if not parts.path.startswith("/pages/"):
+        return None, None
+    back = parts.path + (f"?{parts.query}" if parts.query else "")
+    values = parse_qs(parts.query).get("locale", [])
+    try:
+        return back, Locale(values[0]) if values else None
+    except ValueError:  # a locale we do not render: the default
+        return back, None
 
 
 class ProductController(Controller):
@@ -17,15 +55,9 @@ class ProductController(Controller):
 
     @get("/v1/products/{product_id:str}", summary="One product", raises=[NotFoundException])
     async def product(self, product_id: FromPath[str], api: Api) -> ProductOut:
-        services, pages = api.require()
-        catalog = services.retriever.catalog
-        i = catalog.index.get(product_id)
-        # Products ingested after start-up are in the store, not yet in the loaded catalog.
-        p = catalog.products[i] if i is not None else None
-        if p is None and len(product_id) <= 128:
-            p = await pages.in_thread(services.store.product, product_id)
+        p = await find_product(api, product_id)
         if p is None:
-            raise NotFoundException(detail=f"unknown product id '{product_id[:128]}'")
+            raise NotFoundException(detail=f"unknown product id '{product_id[:MAX_ID]}'")
         return ProductOut(
             product_id=p.product_id,
             title=p.title,
@@ -36,4 +68,34 @@ class ProductController(Controller):
             description=p.description,
             image_url=p.image_url,
             url=p.url,
+        )
+
+    @get(
+        "/products/{product_id:str}",
+        media_type=MediaType.HTML,
+        summary="A product's detail page, for a browser (what page cards link to)",
+    )
+    async def product_html(
+        self,
+        request: Request,
+        product_id: FromPath[str],
+        api: Api,
+        locale: Annotated[Locale | None, QueryParameter()] = None,
+    ) -> Response[str]:
+        """The catalog facts with the price in the page's locale, and a link back to the page
+        the shopper came from (its ``Referer``, when that is one of this server's pages; its
+        locale too unless ``locale`` is given). An unknown id is a 404 page."""
+        back, page_locale = back_link(request.headers.get("referer"))
+        locale = locale or page_locale or Locale.EN
+        renderer = api.require()[0].renderer
+        p = await find_product(api, product_id)
+        if p is None:
+            html = renderer.render_not_found(
+                f"unknown product id '{product_id[:MAX_ID]}'", locale, back
+            )
+            return Response(
+                html, media_type=MediaType.HTML, status_code=HTTP_404_NOT_FOUND, headers=NO_STORE
+            )
+        return Response(
+            renderer.render_product(p, locale, back), media_type=MediaType.HTML, headers=NO_STORE
         )
