@@ -33,7 +33,6 @@ from composer.llm.vllm_server import VLLMServer, free_port, metrics
 from composer.page_bench import constrained_ratio
 from composer.page_request import PageRequest
 from composer.pipeline import PageComposer, PageResult
-from composer.prompting import HandleMap
 from composer.settings import Settings
 from retrieval import Retriever
 
@@ -124,16 +123,7 @@ class LLMBench:
 
     def page_prompt(self, shopper: str) -> GenerationRequest:
         """The generation request the composer would send for this shopper's page."""
-        request = PageRequest(shopper_id=shopper)
-        composer = self.composer
-        candidates = composer._retrieve(request)
-        handles = HandleMap.build(candidates)
-        catalog = self.retriever.catalog.by_id()
-        products = {pid: catalog[pid] for pid in handles.products.values()}
-        _, messages, schema = composer.prompt_for(
-            request, candidates, handles, products, self.settings.prompt
-        )
-        return GenerationRequest(messages=messages, json_schema=schema, max_tokens=1)
+        return self.composer.generation_request(PageRequest(shopper_id=shopper), max_tokens=1)
 
     def ttft(self, backend: VLLMBackend, request: GenerationRequest) -> tuple[float, int]:
         """Seconds from sending the request to its first text delta; prompt tokens the

@@ -11,11 +11,9 @@ import numpy as np
 
 from composer.copywriting import CopyRequest, Copywriter
 from composer.layout import PageLayout
-from composer.llm.base import GenerationRequest
 from composer.llm.speed import measure_decoding_speed
 from composer.page_request import PageRequest
 from composer.pipeline import PageComposer, PageResult
-from composer.prompting import HandleMap
 
 Progress = Callable[[int], None]
 
@@ -72,17 +70,7 @@ def run_pages(
 
 def constrained_ratio(composer: PageComposer, shopper: str, backend: str) -> dict[str, Any]:
     """Decoding speed with and without the page schema, on a real page prompt."""
-    request = PageRequest(shopper_id=shopper)
-    candidates = composer._retrieve(request)
-    handles = HandleMap.build(candidates)
-    catalog = composer.retriever.catalog.by_id()
-    products = {pid: catalog[pid] for pid in handles.products.values()}
-    _, messages, schema = composer.prompt_for(
-        request, candidates, handles, products, composer.settings.prompt
-    )
-    gen = GenerationRequest(
-        messages=messages, json_schema=schema, max_tokens=composer.settings.page_max_tokens
-    )
+    gen = composer.generation_request(PageRequest(shopper_id=shopper))
     return measure_decoding_speed(composer.backends.get(backend), gen, runs=2)
 
 

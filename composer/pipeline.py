@@ -234,6 +234,23 @@ class PageComposer:
         timings["total"] = _ms(t0)
         yield DoneEvent(PageResult(layout, page, html, trace))
 
+    def generation_request(
+        self, request: PageRequest, max_tokens: int | None = None
+    ) -> GenerationRequest:
+        """The prompt and schema this composer would send for ``request`` (for benchmarks)."""
+        candidates = self._retrieve(request)
+        handles = HandleMap.build(candidates)
+        cat = self.retriever.catalog
+        products = {pid: cat.products[cat.index[pid]] for pid in handles.products.values()}
+        _, messages, schema = self.prompt_for(
+            request, candidates, handles, products, request.prompt or self.settings.prompt
+        )
+        return GenerationRequest(
+            messages=messages,
+            json_schema=schema,
+            max_tokens=max_tokens or self.settings.page_max_tokens,
+        )
+
     # -- pieces ---------------------------------------------------------------------------
 
     def prompt_for(
