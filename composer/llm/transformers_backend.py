@@ -11,7 +11,6 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import xgrammar as xgr
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from composer.llm.base import ChatMessage, Generation, GenerationRequest, LLMError
+from retrieval.lru import LRU
 
 # Measured on a 2-core AVX2 CPU (no native bf16), 800-token prompt + 100 tokens: float32
 # 11 s, bfloat16 26 s. bfloat16 decodes no faster with one thread and at most ~1.6x faster
@@ -101,7 +101,7 @@ class TransformersBackend:
             max_threads=self.threads,
             cache_enabled=False,  # bounded LRU below instead of xgrammar's unbounded cache
         )
-        self._grammars: OrderedDict[str, xgr.CompiledGrammar] = OrderedDict()
+        self._grammars: LRU[str, xgr.CompiledGrammar] = LRU(GRAMMAR_CACHE_SIZE)
         self._lock = threading.Lock()
         self._prefix: tuple[torch.Tensor, Any] | None = None  # last prompt ids and its KV cache
 
@@ -177,7 +177,6 @@ class TransformersBackend:
         key = json.dumps(schema, separators=(",", ":"))
         cached = self._grammars.get(key)
         if cached is not None:
-            self._grammars.move_to_end(key)
             return cached
         try:
             # Compact separators as vLLM's disable_any_whitespace: any_whitespace=False alone
@@ -190,9 +189,7 @@ class TransformersBackend:
                 f"xgrammar cannot compile the JSON schema: {exc}. Keep layouts flat: enums, "
                 "bounded strings and arrays, no $ref cycles."
             ) from exc
-        self._grammars[key] = compiled
-        if len(self._grammars) > GRAMMAR_CACHE_SIZE:
-            self._grammars.popitem(last=False)
+        self._grammars.put(key, compiled)
         return compiled
 
     def _tokens(
