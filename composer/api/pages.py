@@ -93,7 +93,6 @@ class PageService:
         self.executor = executor
         self.cache: PageCache[PageResult] = PageCache(api.cache_size, api.cache_ttl_s)
         self.gate = LLMGate(api.llm_slots(self.settings.llm_backend), api.llm_max_waiting)
-        self._prompt_hashes: dict[str, tuple[tuple[int, int], str]] = {}
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -110,7 +109,7 @@ class PageService:
         backend = request.backend or self.settings.llm_backend
         prompt = request.prompt or self.settings.prompt
         try:
-            prompt_hash = self._prompt_hash(prompt)
+            prompt_hash = self.services.prompts.file_hash(prompt)
         except UsageError as exc:
             raise FieldError("prompt", str(exc)) from None
         state = (
@@ -120,21 +119,6 @@ class PageService:
         )
         model = "rules" if backend == "rules" else self.settings.llm_model
         return Plan(request, backend, page_key(request, state, prompt, prompt_hash, backend, model))
-
-    def _prompt_hash(self, name: str) -> str:
-        """The prompt file's hash, read again only when the file's mtime or size changed (a
-        stat instead of reading and hashing the file on every request)."""
-        try:
-            st = (self.services.prompts.folder / f"{name}.j2").stat()
-        except OSError:
-            return self.services.prompts.file_hash(name)  # says which prompts exist
-        stamp = (st.st_mtime_ns, st.st_size)
-        known = self._prompt_hashes.get(name)
-        if known is not None and known[0] == stamp:
-            return known[1]
-        digest = self.services.prompts.file_hash(name)
-        self._prompt_hashes[name] = (stamp, digest)
-        return digest
 
     def invalidate(self, shopper_id: str) -> int:
         dropped = self.cache.invalidate_shopper(shopper_id)

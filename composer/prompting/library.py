@@ -30,12 +30,23 @@ class PromptLibrary:
         # every escape costs tokens. `quoted` still quotes and escapes quotes, so catalog
         # text stays one delimited value.
         self.env.filters["quoted"] = lambda value: json.dumps(value, ensure_ascii=False)
+        self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
 
     def names(self, prefix: str = "") -> list[str]:
         return sorted(p.stem for p in self.folder.glob(f"{prefix}*.j2"))
 
     def file_hash(self, name: str) -> str:
-        return hashlib.sha256(self._path(name).read_bytes()).hexdigest()[:16]
+        """The prompt file's hash, read again only when the file's mtime or size changed:
+        every page records it, and a stat is much cheaper than reading and hashing."""
+        path = self._path(name)
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        known = self._hashes.get(name)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self._hashes[name] = (stamp, digest)
+        return digest
 
     def _path(self, name: str) -> Path:
         path = self.folder / f"{name}.j2"
