@@ -345,18 +345,12 @@ class Store:
         return list(events)
 
     def _read_events(self, shopper_id: str, after_event_id: int = 0) -> list[StoredEvent]:
-        c = events_table.c
-        query = sa.select(c.event_id, c.product_id, c.kind, c.ts, c.value).where(
-            c.shopper_id == shopper_id
-        )
-        if after_event_id:
-            query = query.where(c.event_id > after_event_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(c.ts, c.event_id)).all()
-        return [
-            StoredEvent(event_id, shopper_id, product_id, _KINDS[kind], ts, value)
-            for event_id, product_id, kind, ts, value in rows
-        ]
+            rows = conn.execute(_EVENTS_AFTER, {"shopper": shopper_id, "after": after_event_id})
+            return [
+                StoredEvent(event_id, shopper_id, product_id, _KINDS[kind], ts, value)
+                for event_id, product_id, kind, ts, value in rows
+            ]
 
     def all_events(self) -> list[StoredEvent]:
         with self.engine.connect() as conn:
@@ -370,11 +364,7 @@ class Store:
     def last_event_id_for(self, shopper_id: str) -> int:
         """The shopper's latest event id (0 if none): changes with every new event."""
         with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(sa.func.max(events_table.c.event_id)).where(
-                    events_table.c.shopper_id == shopper_id
-                )
-            ).scalar()
+            value = conn.execute(_LAST_EVENT_ID_FOR, {"shopper": shopper_id}).scalar()
         return int(value or 0)
 
     def last_event_time(self) -> float | None:
@@ -394,6 +384,27 @@ class Store:
 
 
 _KINDS = {k.value: k for k in EventKind}
+
+# The two queries of every page, built once: building a SQLAlchemy statement costs more
+# than running it on an indexed table (an eighth of a rules page's GIL time under load).
+_EVENTS_AFTER = (
+    sa.select(
+        events_table.c.event_id,
+        events_table.c.product_id,
+        events_table.c.kind,
+        events_table.c.ts,
+        events_table.c.value,
+    )
+    .where(
+        events_table.c.shopper_id == sa.bindparam("shopper"),
+        # Ids start at 1, so "after 0" is the whole history.
+        events_table.c.event_id > sa.bindparam("after"),
+    )
+    .order_by(events_table.c.ts, events_table.c.event_id)
+)
+_LAST_EVENT_ID_FOR = sa.select(sa.func.max(events_table.c.event_id)).where(
+    events_table.c.shopper_id == sa.bindparam("shopper")
+)
 
 
 def _row_to_event(r: sa.Row) -> StoredEvent:
