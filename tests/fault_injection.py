@@ -18,6 +18,7 @@ class ScriptedBackend:
     model = "scripted"
     supports_schema = True
     can_stream = True
+    reads_prompt = True
 
     def __init__(
         self,

@@ -46,7 +46,7 @@ class StreamWatch:
     def __init__(self, backend: VLLMBackend) -> None:
         self.inner = backend
         self.name, self.model = backend.name, backend.model
-        self.supports_schema, self.can_stream = True, True
+        self.supports_schema, self.can_stream, self.reads_prompt = True, True, True
         self.deltas = 0
         self.first_delta = threading.Event()
 

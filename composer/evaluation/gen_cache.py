@@ -158,6 +158,7 @@ class CachedBackend:
     namespace: str = ""  # the prompt file's hash, stored with each row
     supports_schema: bool = True
     can_stream: bool = True
+    reads_prompt: bool = True
     stats: CacheStats = field(default_factory=CacheStats)
     _stats_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -50,6 +50,9 @@ class LLMBackend(Protocol):
     model: str
     supports_schema: bool
     can_stream: bool
+    # False for a backend that answers from ``GenerationRequest.context`` alone (`rules`):
+    # the composer then does not render a prompt nobody reads.
+    reads_prompt: bool
 
     def generate(self, request: GenerationRequest) -> list[Generation]:
         """``request.n`` completions, each a full text."""

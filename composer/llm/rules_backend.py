@@ -18,6 +18,7 @@ class RulesBackend:
     model = "rules"
     supports_schema = True
     can_stream = True
+    reads_prompt = False
 
     def generate(self, request: GenerationRequest) -> list[Generation]:
         text = json.dumps(self.compose(request), ensure_ascii=False, separators=(",", ":"))

@@ -62,6 +62,7 @@ class TransformersBackend:
     name = "transformers"
     supports_schema = True
     can_stream = True
+    reads_prompt = True
 
     def __init__(
         self, model_path: str | Path, *, threads: int | None = None, dtype: str = DEFAULT_DTYPE

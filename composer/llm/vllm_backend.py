@@ -39,6 +39,7 @@ class VLLMBackend:
     name = "vllm"
     supports_schema = True
     can_stream = True
+    reads_prompt = True
 
     def __init__(
         self,
