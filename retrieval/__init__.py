@@ -24,6 +24,7 @@ from retrieval.errors import (
     RetrievalError,
     UnknownProductError,
 )
+from retrieval.exact_search import EXACT_SEARCH_MAX_PRODUCTS, ExactSearch
 from retrieval.ingest import read_catalog, read_interactions
 from retrieval.loader import load_retriever
 from retrieval.params import FusionParams, MFParams
@@ -32,6 +33,7 @@ from retrieval.retriever import RetrievalRequest, Retriever
 from retrieval.store import CatalogChange, Store
 
 __all__ = [
+    "EXACT_SEARCH_MAX_PRODUCTS",
     "BuildReport",
     "Candidate",
     "CandidateFilter",
@@ -41,6 +43,7 @@ __all__ = [
     "DataFetchError",
     "Encoder",
     "EventKind",
+    "ExactSearch",
     "FusionParams",
     "HistoryItem",
     "IngestError",

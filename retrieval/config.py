@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.embeddings import PACKAGED_MODEL
+from retrieval.exact_search import EXACT_SEARCH_MAX_PRODUCTS
 from retrieval.params import FusionParams, MFParams
 
 
@@ -15,6 +16,7 @@ class RetrievalConfig:
     database_url: str
     chroma_path: Path
     chroma_url: str | None = None
+    exact_search_max_products: int = EXACT_SEARCH_MAX_PRODUCTS
     embedding_model: str = PACKAGED_MODEL
     mf: MFParams = field(default_factory=MFParams)
     fusion: FusionParams = field(default_factory=FusionParams)

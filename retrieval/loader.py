@@ -11,10 +11,12 @@ from retrieval.catalog_view import CatalogView
 from retrieval.config import RetrievalConfig
 from retrieval.embeddings import Encoder
 from retrieval.errors import NotBuiltError
+from retrieval.exact_search import ExactSearch
 from retrieval.mf import MFModel
 from retrieval.retriever import DEFAULT_WEIGHTS, Retriever
 from retrieval.sources import MFSource, PopularitySource, VectorSource
 from retrieval.store import Store
+from retrieval.vector_index import VectorSearch
 
 
 def load_retriever(
@@ -32,6 +34,11 @@ def load_retriever(
         )
     embeddings = vectors[[position[p.product_id] for p in products]]
     catalog = CatalogView(products, embeddings)
+    vectors: VectorSearch = (
+        ExactSearch(catalog)
+        if len(catalog) <= config.exact_search_max_products
+        else open_vector_index(config)
+    )
     model = MFModel.load(config.mf_dir)
     pop = np.load(config.popularity_file)
     pop_by_id = dict(zip(pop["ids"].tolist(), pop["scores"].tolist(), strict=True))
@@ -41,9 +48,7 @@ def load_retriever(
     return Retriever(
         catalog=catalog,
         mf=MFSource(model, catalog),
-        vector=VectorSource(
-            open_vector_index(config), encoder or Encoder(config.embedding_model), catalog
-        ),
+        vector=VectorSource(vectors, encoder or Encoder(config.embedding_model), catalog),
         popular=PopularitySource(popularity, catalog),
         fusion=config.fusion,
         mf_params=config.mf,

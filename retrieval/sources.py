@@ -15,7 +15,7 @@ from retrieval.context import ShopperContext
 from retrieval.embeddings import Encoder
 from retrieval.lru import LRU
 from retrieval.mf import MFModel
-from retrieval.vector_index import VectorFilter, VectorIndex
+from retrieval.vector_index import VectorFilter, VectorSearch
 
 PROFILE_ITEMS = 20  # the most recent history items that make up a vector profile
 
@@ -118,12 +118,12 @@ class MFSource:
 class VectorSource:
     name = "vector"
 
-    def __init__(self, index: VectorIndex, encoder: Encoder | None, catalog: CatalogView) -> None:
+    def __init__(self, index: VectorSearch, encoder: Encoder | None, catalog: CatalogView) -> None:
         self.index = index
         self.encoder = encoder
         self.catalog = catalog
-        # Counting is a round trip to Chroma; the catalog changes only through a rebuild,
-        # which makes a new source.
+        # Counting may be a round trip to Chroma; the catalog changes only through a
+        # rebuild, which makes a new source.
         self._total = index.count()
 
     def profile_vector(self, ctx: ShopperContext) -> np.ndarray | None:

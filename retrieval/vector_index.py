@@ -32,13 +32,20 @@ class VectorFilter:
         )
 
 
-class VectorIndex(Protocol):
-    def upsert(self, products: Sequence[Product], embeddings: np.ndarray) -> None: ...
-    def delete(self, product_ids: Sequence[str]) -> None: ...
+class VectorSearch(Protocol):
+    """What serving asks of vectors: the k nearest products (cosine similarity)."""
+
     def query(
         self, embedding: np.ndarray, k: int, where: VectorFilter | None = None
     ) -> tuple[list[str], np.ndarray]: ...
     def count(self) -> int: ...
+
+
+class VectorIndex(VectorSearch, Protocol):
+    """A vector store that ingest and rebuilds write to."""
+
+    def upsert(self, products: Sequence[Product], embeddings: np.ndarray) -> None: ...
+    def delete(self, product_ids: Sequence[str]) -> None: ...
 
 
 def category_key(category: str) -> str:

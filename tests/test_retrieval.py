@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from conftest import BuiltShop
 
-from retrieval import EventKind, Interaction, Provenance, RetrievalRequest, Store
+from retrieval import (
+    CandidateFilter,
+    EventKind,
+    ExactSearch,
+    Interaction,
+    Provenance,
+    RetrievalRequest,
+    Store,
+    load_retriever,
+)
+from retrieval.build import open_vector_index
+from retrieval.vector_index import ChromaIndex, VectorFilter
 
 
 def test_known_shopper_gets_mf_led_candidates_with_reasons(ml_shop: BuiltShop) -> None:
@@ -198,3 +210,35 @@ def test_cached_history_and_fold_in_give_the_same_candidates_as_a_cold_read(
     assert vec is not None and fresh is not None and np.array_equal(vec, fresh)
     assert "181" not in after.product_ids()  # bought: the new event counts
     assert after.candidates != cold.candidates
+
+
+def test_exact_search_serves_small_catalogs_and_agrees_with_chroma(ml_shop: BuiltShop) -> None:
+    """Serving searches the 1,682 MovieLens vectors in memory; Chroma, the index of record,
+    must find the same neighbours (its HNSW is approximate, so allow one miss in twenty)."""
+    config = ml_shop.settings.retrieval_config()
+    assert isinstance(ml_shop.retriever.vector.index, ExactSearch)
+    chroma = open_vector_index(config)
+    exact = ml_shop.retriever.vector.index
+    embeddings = ml_shop.retriever.catalog.embeddings
+    assert embeddings is not None
+    queries = [embeddings[i] for i in (0, 49, 171, 1000)]
+    queries.append(ml_shop.retriever.vector.encoder.encode_one("space adventure with robots"))
+    comedy = VectorFilter(max_price=15.0, categories=("Comedy",), in_stock_only=True)
+    catalog = ml_shop.retriever.catalog
+    for query in queries:
+        for where in (None, comedy):
+            ids, scores = exact.query(query, 20, where)
+            ref_ids, ref_scores = chroma.query(query, 20, where)
+            assert len(ids) == 20 and list(scores) == sorted(scores, reverse=True)
+            assert len(set(ids) & set(ref_ids)) >= 19
+            ref = dict(zip(ref_ids, ref_scores, strict=True))
+            for pid, score in zip(ids, scores, strict=True):
+                if pid in ref:
+                    assert abs(ref[pid] - score) < 1e-4
+            if where is not None:
+                view = CandidateFilter(max_price=15.0, categories=("Comedy",))
+                assert all(catalog.passes(pid, view) for pid in ids)
+
+    # Above the threshold serving queries Chroma itself.
+    big = replace(config, exact_search_max_products=len(catalog) - 1)
+    assert isinstance(load_retriever(big, ml_shop.store).vector.index, ChromaIndex)
