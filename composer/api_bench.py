@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+import aiohttp
 import httpx
 import numpy as np
+import orjson
 
 from composer.errors import UsageError
 
@@ -44,8 +46,10 @@ async def _load(
     latencies: list[float] = []
     fallbacks = errors = 0
     counter = iter(range(total))
+    endpoint = f"{url}/v1/pages"
+    headers = {"content-type": "application/json"}
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal fallbacks, errors
         for i in counter:
             body = {
@@ -56,20 +60,24 @@ async def _load(
             }
             t = time.perf_counter()
             try:
-                r = await client.post(f"{url}/v1/pages", json=body)
-            except httpx.HTTPError:
+                async with session.post(endpoint, data=orjson.dumps(body), headers=headers) as r:
+                    status, raw = r.status, await r.read()
+            except (aiohttp.ClientError, TimeoutError):
                 errors += 1
                 continue
             latencies.append((time.perf_counter() - t) * 1000)
-            if r.status_code != 200:
+            if status != 200:
                 errors += 1
-            elif r.json()["trace"]["fallback"]:
+            elif orjson.loads(raw)["trace"]["fallback"]:
                 fallbacks += 1
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+    # aiohttp, not httpx: httpx's async client spends ~2 ms of CPU per page request, aiohttp
+    # ~0.3 ms, and on a 2-core machine the load generator's CPU is taken from the server.
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         t0, cpu0 = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {
         "requests": total,
