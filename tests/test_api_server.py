@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -197,7 +198,9 @@ def test_several_workers(ml_shop: BuiltShop, tmp_path: Path) -> None:
             assert r.status_code == 200 and r.json()["layout"]["sections"]
 
         # 16 connections kept open and opened in one burst, like a storefront's pool: both
-        # workers get some (with one shared listening socket, one worker took them all).
+        # workers get some (with one shared listening socket, one worker took them all), and
+        # an uneven spread from the kernel's hash evens out (the busier worker closes
+        # connections; the client reopens them).
         already = len(server.log_lines())
         with (
             httpx.Client(
@@ -205,11 +208,14 @@ def test_several_workers(ml_shop: BuiltShop, tmp_path: Path) -> None:
             ) as pool,
             ThreadPoolExecutor(16) as threads,
         ):
-            bodies = [{"shopper_id": "42", "seed": 1000 + n} for n in range(32)]
+            bodies = [{"shopper_id": "42", "seed": 1000 + n} for n in range(240)]
             answers = list(threads.map(lambda b: pool.post("/v1/pages", json=b), bodies))
         assert all(r.status_code == 200 for r in answers)
         logs = [json.loads(line) for line in server.log_lines()[already:] if line[:1] == "{"]
-        assert len({p["pid"] for p in logs if p["msg"] == "page"}) == 2
+        pids = [p["pid"] for p in logs if p["msg"] == "page"]
+        assert len(set(pids)) == 2
+        later = Counter(pids[-120:])  # after the first connections have moved
+        assert min(later.values()) >= 0.3 * 120, later
 
         # Both workers keep this shopper's history in memory; a purchase recorded through
         # either one is in every later page, whichever worker makes it.

@@ -5,7 +5,8 @@ keeps its connections open (a storefront's connection pool, `composer bench api`
 in a burst, and the worker that wakes first accepts all of them: measured at concurrency 16
 with two workers, every page was made by the same worker while the other sat idle. Here
 each worker binds the port itself with ``SO_REUSEPORT`` and the kernel spreads new
-connections over the workers' sockets.
+connections over the workers' sockets; :mod:`composer.api.balance` evens out the spread that
+the kernel's hash leaves uneven.
 
 The supervisor starts the workers, restarts one that dies, and stops them all on SIGINT or
 SIGTERM (each shuts down gracefully, as uvicorn does). A worker that cannot start (the port
@@ -24,9 +25,10 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from composer.api.balance import LoadShare, SharedCounts, balanced
+
 log = logging.getLogger("composer.api")
 
-APP_FACTORY = "composer.api.server:app_from_env"
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that could not start
 STARTUP_GRACE_S = 30.0  # a worker gone sooner than this after its start could not start
 STOP_TIMEOUT_S = 30.0
@@ -42,11 +44,13 @@ def worker_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_worker(options: dict[str, Any]) -> None:
-    """One worker process (spawned): its socket, then uvicorn over the app factory."""
+def run_worker(options: dict[str, Any], counts: SharedCounts, index: int) -> None:
+    """One worker process (spawned): its socket, then uvicorn over the app factory, with
+    this worker's requests counted in ``counts[index]`` (see :mod:`composer.api.balance`)."""
     import uvicorn
 
     from composer.api.logs import configure_logging
+    from composer.api.server import app_from_env
 
     configure_logging(options["log_level"].upper())
     try:
@@ -57,7 +61,8 @@ def run_worker(options: dict[str, Any]) -> None:
             extra={"host": options["host"], "port": options["port"], "error": str(exc)},
         )
         sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config(APP_FACTORY, factory=True, **options)
+    share = LoadShare(counts, index)
+    config = uvicorn.Config(lambda: balanced(app_from_env(), share), factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -70,9 +75,10 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._stop = threading.Event()
         self._processes: list[tuple[BaseProcess, float]] = []
+        self._counts = self._context.Array("i", workers)
 
-    def _start(self) -> tuple[BaseProcess, float]:
-        process = self._context.Process(target=run_worker, args=(self.options,))
+    def _start(self, index: int) -> tuple[BaseProcess, float]:
+        process = self._context.Process(target=run_worker, args=(self.options, self._counts, index))
         process.start()
         return process, time.monotonic()
 
@@ -82,7 +88,7 @@ class Supervisor:
             signal.signal(sig, lambda *_: self._stop.set())
         where = {"host": self.options["host"], "port": self.options["port"]}
         log.info("starting workers", extra={"workers": self.workers, **where})
-        self._processes = [self._start() for _ in range(self.workers)]
+        self._processes = [self._start(n) for n in range(self.workers)]
         code = 0
         while not self._stop.wait(0.5):
             for n, (process, started) in enumerate(self._processes):
@@ -101,7 +107,7 @@ class Supervisor:
                     "worker died; starting another",
                     extra={"worker_pid": process.pid, "exitcode": process.exitcode},
                 )
-                self._processes[n] = self._start()
+                self._processes[n] = self._start(n)
         self._stop_all()
         return code
 
