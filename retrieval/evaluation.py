@@ -23,7 +23,7 @@ from retrieval.params import FusionParams, MFParams
 from retrieval.records import EventKind
 from retrieval.retriever import DEFAULT_WEIGHTS, RetrievalRequest, Retriever
 from retrieval.sources import MFSource, PopularitySource, VectorSource
-from retrieval.vector_index import VectorIndex
+from retrieval.vector_index import VectorSearch
 
 METHODS = ("popularity", "mf", "vector", "hybrid")
 K_MAX = 20
@@ -68,7 +68,7 @@ class EvalWorld:
     """The parts of retrieval that do not depend on the events: catalog and vectors."""
 
     catalog: CatalogView
-    vector_index: VectorIndex
+    vector_index: VectorSearch
     encoder: Encoder | None
     mf_params: MFParams
     fusion: FusionParams
