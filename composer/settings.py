@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     llm_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
     vllm_url: str = Field("http://127.0.0.1:8100/v1", description="vLLM OpenAI-compatible URL.")
     vllm: VLLMSettings = VLLMSettings()
-    prompt: str = Field("page_v1", description="Page prompt template in prompts/.")
+    prompt: str = Field("page_v3", description="Page prompt template in prompts/.")
     copy_prompt: str = Field("copy_v1", description="Copy prompt template in prompts/.")
     brand_voice: str = Field(
         "friendly, concise and confident; never pushy", description="Brand voice for copy."

@@ -88,7 +88,7 @@ def test_smoke_suite_holds_against_the_committed_baseline(first_run: CliRun) -> 
     data = first_run.json()
     assert data["regressions"] == []
     assert data["examples"] == 8
-    default = _default_prompt()  # the baseline holds page_v1 and page_v2: either may be it
+    default = _default_prompt()  # the baseline holds page_v3, page_v1 and page_v2
     variant = data["variants"][default]
     for key in (
         "valid_rate",
@@ -161,7 +161,7 @@ def test_broken_prompt_fails_the_gate_and_names_the_regression(gen_cache: Path) 
     regressed = {(r["variant"], r["metric"]) for r in data["regressions"]}
     assert ("page_broken_prices", "grounding_errors") in regressed
     assert ("page_broken_prices", "unsupported_claims") in regressed
-    assert data["baseline"]["matched"] == {"page_broken_prices": "page_v1"}
+    assert data["baseline"]["matched"] == {"page_broken_prices": "page_v3"}
     # The checks kept every price off the page the shopper would see.
     assert data["variants"]["page_broken_prices"]["grounding_errors_shown"] == 0.0
     assert "regression: page_broken_prices: grounding_errors" in broken.err
