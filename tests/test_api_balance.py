@@ -1,5 +1,5 @@
-"""Workers shed kept-alive connections only while they have more requests in flight than the
-least busy worker (real shared-memory counts, a real ASGI app)."""
+"""A worker sheds kept-alive connections only while it holds more than the worker with the
+fewest (real shared-memory counts, a real ASGI app)."""
 
 from __future__ import annotations
 
@@ -50,19 +50,17 @@ def response_headers(share: LoadShare) -> dict[bytes, bytes]:
 def test_only_the_overloaded_worker_closes_connections() -> None:
     counts = multiprocessing.get_context("spawn").Array("i", 2)
     counts[0] = 7  # left over from a worker that died: the new one starts from zero
-    mine, other = LoadShare(counts, 0), LoadShare(counts, 1)
+    open_here = {"n": 1}
+    mine = LoadShare(counts, 0, lambda: open_here["n"])
     assert counts[:] == [0, 0]
 
+    # The other worker has published nothing yet (0): one connection more is fine.
     assert b"connection" not in response_headers(mine)
-    assert counts[:] == [0, 0]  # counted while in flight only
+    assert counts[:] == [1, 0]  # published on the way
 
-    for _ in range(MARGIN - 1):  # requests still running on this worker
-        mine.enter()
-    assert b"connection" not in response_headers(mine)  # MARGIN in flight with this one
-    mine.enter()
-    assert response_headers(mine)[b"connection"] == b"close"  # MARGIN + 1: move elsewhere
+    open_here["n"] = MARGIN + 1
+    assert response_headers(mine)[b"connection"] == b"close"
 
-    for _ in range(MARGIN):  # the other worker is as busy: no reason to move
-        other.enter()
+    counts[1] = 2  # the other worker now holds connections too: no reason to move
     assert b"connection" not in response_headers(mine)
-    assert counts[:] == [MARGIN, MARGIN]
+    assert counts[:] == [MARGIN + 1, 2]

@@ -46,7 +46,8 @@ def worker_socket(host: str, port: int) -> socket.socket:
 
 def run_worker(options: dict[str, Any], counts: SharedCounts, index: int) -> None:
     """One worker process (spawned): its socket, then uvicorn over the app factory, with
-    this worker's requests counted in ``counts[index]`` (see :mod:`composer.api.balance`)."""
+    this worker's open connections published in ``counts[index]``
+    (see :mod:`composer.api.balance`)."""
     import uvicorn
 
     from composer.api.logs import configure_logging
@@ -61,9 +62,11 @@ def run_worker(options: dict[str, Any], counts: SharedCounts, index: int) -> Non
             extra={"host": options["host"], "port": options["port"], "error": str(exc)},
         )
         sys.exit(STARTUP_FAILURE)
-    share = LoadShare(counts, index)
+    server: uvicorn.Server | None = None
+    share = LoadShare(counts, index, lambda: len(server.server_state.connections) if server else 0)
     config = uvicorn.Config(lambda: balanced(app_from_env(), share), factory=True, **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
 
 
 class Supervisor:
