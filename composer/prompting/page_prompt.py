@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from composer.layout import Locale, PageKind
 from retrieval import CandidateSet, Product
@@ -47,8 +48,10 @@ class HandleMap:
         return None
 
 
+@lru_cache(maxsize=16384)
 def clean_fact(text: str, limit: int = TITLE_CHARS) -> str:
-    """Catalog text as inert data: no control or markup characters, bounded length."""
+    """Catalog text as inert data: no control or markup characters, bounded length. Cached:
+    every page cleans its 16 candidates' titles and categories, and they recur."""
     text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
     text = re.sub(r"[<>{}\[\]`]", " ", text)
     text = re.sub(r"\s+", " ", text).strip()
