@@ -34,7 +34,7 @@ def load_retriever(
         )
     embeddings = vectors[[position[p.product_id] for p in products]]
     catalog = CatalogView(products, embeddings)
-    vectors: VectorSearch = (
+    search: VectorSearch = (
         ExactSearch(catalog)
         if len(catalog) <= config.exact_search_max_products
         else open_vector_index(config)
@@ -48,7 +48,7 @@ def load_retriever(
     return Retriever(
         catalog=catalog,
         mf=MFSource(model, catalog),
-        vector=VectorSource(vectors, encoder or Encoder(config.embedding_model), catalog),
+        vector=VectorSource(search, encoder or Encoder(config.embedding_model), catalog),
         popular=PopularitySource(popularity, catalog),
         fusion=config.fusion,
         mf_params=config.mf,
