@@ -210,6 +210,7 @@ def run(
                 "block_size": server.block_size,
                 "max_model_len": server.max_model_len,
                 "kv_cache_gib": server.kv_cache_gib,
+                "cpu_cores": server.omp_threads_bind,
             }
         else:
             report["server"] = {"started_here": False, "url": url}

@@ -39,6 +39,9 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
         port=free_port(),
         python=VLLM_PYTHON,
         log_file=tmp_path_factory.mktemp("vllm") / "server.log",
+        # The tests compose pages in this process on the same 2 cores; an engine spread over
+        # both slows to a third whenever the other core is busy (see VLLMSettings.cpu_cores).
+        cpu_cores="auto",
     )
     server.start()
     yield server

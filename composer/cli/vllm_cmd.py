@@ -93,7 +93,8 @@ def local_vllm(settings: Settings) -> Iterator[Settings]:
             f"--vllm starts a server on this machine, but COMPOSER_VLLM_URL points at "
             f"{host!r}; drop --vllm to use that server with COMPOSER_LLM_BACKEND=vllm"
         )
-    server = VLLMServer.from_settings(settings, log_file=_log_file(settings))
+    # The page API's workers run on the same cores: the engine leaves them one.
+    server = VLLMServer.from_settings(settings, log_file=_log_file(settings), beside_api=True)
     err_console.print(
         f"starting vLLM on port {server.port} (log {server.log_file}); "
         "the first start takes a minute or two"

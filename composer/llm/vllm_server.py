@@ -140,6 +140,7 @@ class VLLMServer:
     max_num_seqs: int = 16
     block_size: int = 32
     dtype: str = "float32"
+    cpu_cores: str = "all"
     prefix_caching: bool = True
     start_timeout_s: float = 600.0
     log_file: Path | None = None
@@ -154,9 +155,11 @@ class VLLMServer:
         model: str | None = None,
         log_file: Path | None = None,
         prefix_caching: bool = True,
+        beside_api: bool = False,
     ) -> VLLMServer:
         """A server for ``model`` (default: the configured one) under the name the `vllm`
-        backend asks for; the port defaults to the one in ``Settings.vllm_url``."""
+        backend asks for; the port defaults to the one in ``Settings.vllm_url``.
+        ``beside_api``: the page API runs on the same cores (decides the default cores)."""
         from composer.llm.model_fetch import resolve_model
 
         name = model or settings.llm_model
@@ -176,6 +179,7 @@ class VLLMServer:
             max_num_seqs=v.max_num_seqs,
             block_size=v.block_size,
             dtype=v.dtype,
+            cpu_cores=v.cpu_cores or ("auto" if beside_api else "all"),
             prefix_caching=prefix_caching,
             start_timeout_s=v.start_timeout_s,
             log_file=log_file or settings.artifacts_dir / "logs" / f"vllm-{port or 'server'}.log",
@@ -224,9 +228,17 @@ class VLLMServer:
             "--disable-uvicorn-access-log",
         ]
 
+    @property
+    def omp_threads_bind(self) -> str:
+        """``VLLM_CPU_OMP_THREADS_BIND``: the cores the engine's threads are pinned to."""
+        if self.cpu_cores != "all":
+            return self.cpu_cores
+        return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+
     def environment(self) -> dict[str, str]:
         return {
             **os.environ,
+            "VLLM_CPU_OMP_THREADS_BIND": self.omp_threads_bind,
             "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
