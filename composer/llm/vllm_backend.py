@@ -168,11 +168,13 @@ class VLLMBackend:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}/chat/completions"
+    def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
+        """The request's response (headers only when ``stream``); a request that could not
+        connect is sent again (nothing reached the server), up to ``retries`` times."""
+        request = self._client.build_request("POST", f"{self.base_url}/chat/completions", json=body)
         for attempt in range(self.retries + 1):
             try:
-                response = self._client.post(url, json=body)
+                return self._client.send(request, stream=stream)
             except _NOT_SENT as exc:
                 if attempt < self.retries:
                     time.sleep(self.retry_backoff_s)
@@ -182,34 +184,30 @@ class VLLMBackend:
                 raise self._timed_out(exc) from exc
             except httpx.HTTPError as exc:
                 raise VLLMUnavailableError(f"{self.where} failed: {exc!r}") from exc
-            self._check_status(response.status_code, response.text)
-            try:
-                return response.json()
-            except json.JSONDecodeError as exc:
-                raise VLLMUnavailableError(f"{self.where} answered with non-JSON") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self._send(body, stream=False)
+        self._check_status(response.status_code, response.text)
+        try:
+            return response.json()
+        except json.JSONDecodeError as exc:
+            raise VLLMUnavailableError(f"{self.where} answered with non-JSON") from exc
+
     def _stream(self, body: dict[str, Any]) -> Generator[str, None, Generation]:
-        url = f"{self.base_url}/chat/completions"
         started = time.perf_counter()
-        for attempt in range(self.retries + 1):
-            try:
-                with self._client.stream("POST", url, json=body) as response:
-                    if response.status_code != 200:
-                        response.read()
-                        self._check_status(response.status_code, response.text)
-                    result = yield from self._read(response, started)
-                    return result
-            except _NOT_SENT as exc:  # raised before the first byte: nothing was yielded
-                if attempt < self.retries:
-                    time.sleep(self.retry_backoff_s)
-                    continue
-                raise self._cannot_connect(exc) from exc
-            except httpx.TimeoutException as exc:
-                raise self._timed_out(exc) from exc
-            except httpx.HTTPError as exc:
-                raise VLLMUnavailableError(f"{self.where} broke off the stream: {exc!r}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = self._send(body, stream=True)
+        try:
+            if response.status_code != 200:
+                response.read()
+                self._check_status(response.status_code, response.text)
+            return (yield from self._read(response, started))
+        except httpx.TimeoutException as exc:
+            raise self._timed_out(exc) from exc
+        except httpx.HTTPError as exc:
+            raise VLLMUnavailableError(f"{self.where} broke off the stream: {exc!r}") from exc
+        finally:
+            response.close()
 
     def _read(self, response: httpx.Response, started: float) -> Generator[str, None, Generation]:
         first: float | None = None
