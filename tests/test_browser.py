@@ -15,7 +15,7 @@ from conftest import REPO, BuiltShop
 from test_api_server import Server, running_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -83,19 +83,7 @@ def test_page_in_headless_chromium(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        page.on(
-            "console",
-            lambda m: (
-                problems.append(f"console {m.type}: {m.text}")
-                if m.type in ("error", "warning")
-                else None
-            ),
-        )
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on(
-            "response",
-            lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None,
-        )
+        watch(page, problems, console=("error", "warning"), http_errors=True)
         url = httpx.URL(f"{server.url}/pages/{shopper}", params=query)
         response = page.goto(str(url), wait_until="load")
         assert response is not None and response.status == 200
@@ -145,11 +133,7 @@ def test_product_link_opens_its_page_and_leads_back(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        page.on(
-            "console",
-            lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-        )
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        watch(page, problems, console=("error",))
         start = f"{server.url}/pages/196?locale=zh"
         assert page.goto(start, wait_until="load").status == 200  # type: ignore[union-attr]
 
@@ -183,3 +167,20 @@ def test_product_link_opens_its_page_and_leads_back(
     assert shot.stat().st_size > 5_000
     OUTPUT.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, OUTPUT / "product-zh.png")
+
+
+def watch(
+    page: Page, problems: list[str], console: tuple[str, ...], http_errors: bool = False
+) -> None:
+    """Collect into ``problems`` the page's console messages of the ``console`` types, its
+    uncaught errors and, with ``http_errors``, every response of status 400 or above."""
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in console else None,
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    if http_errors:
+        page.on(
+            "response",
+            lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None,
+        )
