@@ -25,7 +25,7 @@ from retrieval.errors import (
     UnknownProductError,
 )
 from retrieval.exact_search import EXACT_SEARCH_MAX_PRODUCTS, ExactSearch
-from retrieval.ingest import read_catalog, read_interactions
+from retrieval.ingest import RowErrors, read_catalog, read_interactions, write_rejects
 from retrieval.loader import load_retriever
 from retrieval.params import FusionParams, MFParams
 from retrieval.records import EventKind, Interaction, Product, Shopper
@@ -57,6 +57,7 @@ __all__ = [
     "RetrievalError",
     "RetrievalRequest",
     "Retriever",
+    "RowErrors",
     "Shopper",
     "ShopperContext",
     "ShopperProfile",
@@ -68,4 +69,5 @@ __all__ = [
     "load_retriever",
     "read_catalog",
     "read_interactions",
+    "write_rejects",
 ]

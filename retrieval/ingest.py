@@ -3,6 +3,10 @@
 Errors name the file, the line (CSV/JSONL: physical line, header = line 1; Parquet: row,
 first = 1) and the field. Nothing is written here: the caller stores the validated records in
 one transaction, so a bad file leaves the store as it was.
+
+By default the first bad row raises. Given a :class:`RowErrors`, a reader skips each row that
+fails and records why instead; problems with the file itself (not found, not UTF-8, missing
+column, CSV quoting the reader cannot get past, no rows) still raise.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from retrieval.errors import IngestError
 from retrieval.records import EventKind, Interaction, Product
@@ -35,10 +39,91 @@ INTERACTIONS_OPTIONAL = ("kind", "value")
 MAX_ID_LENGTH = 128
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
+DEFAULT_MAX_BAD_ROWS = 100
+
+T = TypeVar("T")
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """Yield ``(line, row)`` pairs from a CSV, JSONL or Parquet file."""
+class BadLine(NamedTuple):
+    """A line the reader could parse no row from, while the lines after it are still readable."""
+
+    error: IngestError
+    raw: Any
+
+
+class RowErrors:
+    """Row errors of one file, collected instead of raised, and the limit on how many.
+
+    ``limit`` is a count of rows (``100`` or ``"100"``; ``None``: 100) or a share of the file's
+    rows (``"5%"``); the file is over the limit when more rows than that failed.
+    """
+
+    def __init__(self, limit: int | str | None = None) -> None:
+        text = str(DEFAULT_MAX_BAD_ROWS if limit is None else limit).strip()
+        self.percent = text.endswith("%")
+        try:
+            self.max_bad: float = float(text[:-1]) if self.percent else int(text)
+        except ValueError:
+            self.max_bad = -1
+        if not 0 <= self.max_bad <= (100 if self.percent else math.inf):  # NaN fails too
+            raise ValueError(
+                f"expected a number of rows (e.g. 100) or a percentage (e.g. 5%), got {text!r}"
+            )
+        self.file = ""
+        self.rows = 0
+        self.rejected: list[tuple[IngestError, Any]] = []
+        # Products rejected from a catalog: id -> "file, line N", for the interactions after it.
+        self.rejected_ids: dict[str, str] = {}
+
+    def reject(self, error: IngestError, raw: Any) -> None:
+        self.rejected.append((error, raw))
+
+    @property
+    def limit(self) -> str:
+        if self.percent:
+            return f"{self.max_bad:g}% of {self.rows} rows"
+        return f"{self.max_bad:g} rows"
+
+    @property
+    def over_limit(self) -> bool:
+        allowed = self.max_bad / 100 * self.rows if self.percent else self.max_bad
+        return len(self.rejected) > allowed
+
+    def check(self, report: Path) -> None:
+        """Raise when more rows failed than the limit allows."""
+        if self.over_limit:
+            raise IngestError(
+                self.file,
+                f"{len(self.rejected)} of {self.rows} rows failed validation, more than the "
+                f"limit of {self.limit}; nothing was written; the rejected rows are in {report}",
+            )
+
+
+def write_rejects(report: Path, *collected: RowErrors) -> int:
+    """Write every rejected row as one JSON line (file, line, field, reason, row)."""
+    report.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with report.open("w", encoding="utf-8") as out:
+        for errors in collected:
+            for error, raw in errors.rejected:
+                record = {
+                    "file": error.file,
+                    "line": error.line,
+                    "field": error.field,
+                    "reason": error.detail,
+                    "row": raw,
+                }
+                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                count += 1
+    return count
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | BadLine]]:
+    """Yield ``(line, row)`` pairs from a CSV, JSONL or Parquet file.
+
+    A line that holds no row but leaves the rest of the file readable (CSV: too many values;
+    JSONL: not a JSON object) comes as a :class:`BadLine`.
+    """
     suffix = path.suffix.lower()
     if not path.is_file():
         raise IngestError(str(path), "file not found")
@@ -67,7 +152,7 @@ def _decode(path: Path) -> str:
         ) from None
 
 
-def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any] | BadLine]]:
     text = _decode(path)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
@@ -77,13 +162,16 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, An
         reader.fieldnames = header
         seen_rows = 0
         for row in reader:
+            seen_rows += 1
             if None in row:
-                raise IngestError(
+                extra = row.pop(None)
+                error = IngestError(
                     str(path),
-                    f"{len(header) + len(row[None])} values for {len(header)} columns",
+                    f"{len(header) + len(extra)} values for {len(header)} columns",
                     line=reader.line_num,
                 )
-            seen_rows += 1
+                yield reader.line_num, BadLine(error, {**row, "(extra values)": extra})
+                continue
             yield reader.line_num, row
     except csv.Error as exc:
         raise IngestError(str(path), f"malformed CSV: {exc}", line=reader.line_num) from None
@@ -91,19 +179,23 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, An
         raise IngestError(str(path), "header only, no rows")
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | BadLine]]:
     text = _decode(path)
     seen_rows = 0
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        seen_rows += 1
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise IngestError(str(path), f"invalid JSON: {exc.msg}", line=line_no) from None
+            error = IngestError(str(path), f"invalid JSON: {exc.msg}", line=line_no)
+            yield line_no, BadLine(error, line)
+            continue
         if not isinstance(row, dict):
-            raise IngestError(str(path), "each line must be a JSON object", line=line_no)
-        seen_rows += 1
+            error = IngestError(str(path), "each line must be a JSON object", line=line_no)
+            yield line_no, BadLine(error, row)
+            continue
         yield line_no, row
     if seen_rows == 0:
         raise IngestError(str(path), "no rows")
@@ -248,23 +340,54 @@ class _Row:
             ) from None
 
 
-def read_catalog(path: Path) -> list[Product]:
-    """Validated products from a catalog file; see the module docstring for error positions."""
-    products: list[Product] = []
-    first_line: dict[str, int] = {}
+def _validate(
+    path: Path,
+    required: tuple[str, ...],
+    parse: Callable[[_Row], T],
+    errors: RowErrors | None,
+) -> list[T]:
+    """``parse`` every row; a failing row raises, or with ``errors`` is recorded and skipped."""
+    records: list[T] = []
+    columns_checked = False
+    if errors is not None:
+        errors.file = str(path)
     for line, raw in read_rows(path):
-        if not products:
-            _check_columns(path, raw, line, CATALOG_REQUIRED)
-        row = _Row(path, line, raw)
+        if errors is not None:
+            errors.rows += 1
+        if isinstance(raw, BadLine):
+            error, raw = raw
+        else:
+            if not columns_checked:
+                _check_columns(path, raw, line, required)  # a file error even when skipping
+                columns_checked = True
+            try:
+                records.append(parse(_Row(path, line, raw)))
+                continue
+            except IngestError as exc:
+                error = exc
+        if errors is None:
+            raise error
+        errors.reject(error, raw)
+    return records
+
+
+def read_catalog(path: Path, errors: RowErrors | None = None) -> list[Product]:
+    """Validated products from a catalog file; see the module docstring for error positions.
+
+    With ``errors``, bad rows are skipped and recorded there, and the ids of products whose row
+    was rejected go to ``errors.rejected_ids``.
+    """
+    first_line: dict[str, int] = {}
+
+    def product(row: _Row) -> Product:
         pid = row.ident("product_id")
         if pid in first_line:
             raise row.fail(
                 "product_id", f"duplicate id '{pid}' (first seen on line {first_line[pid]})"
             )
-        first_line[pid] = line
-        price = row.number("price", minimum=0.0)
-        products.append(
-            Product(
+        try:
+            price = row.number("price", minimum=0.0)
+            parsed = Product(
                 product_id=pid,
                 title=row.text("title", required=True),
                 categories=row.categories("categories"),
@@ -275,33 +398,49 @@ def read_catalog(path: Path) -> list[Product]:
                 image_url=row.text("image_url") or None,
                 url=row.text("url") or None,
             )
-        )
-    return products
+        except IngestError:
+            if errors is not None:
+                errors.rejected_ids.setdefault(pid, f"{path}, line {row.line}")
+            raise
+        first_line[pid] = row.line
+        return parsed
+
+    return _validate(path, CATALOG_REQUIRED, product, errors)
 
 
-def read_interactions(path: Path, known_products: set[str]) -> list[Interaction]:
-    """Validated interactions; every product must be in ``known_products``."""
-    interactions: list[Interaction] = []
+def read_interactions(
+    path: Path,
+    known_products: set[str],
+    errors: RowErrors | None = None,
+    rejected_products: Mapping[str, str] | None = None,
+) -> list[Interaction]:
+    """Validated interactions; every product must be in ``known_products``.
+
+    With ``errors``, bad rows are skipped and recorded there; ``rejected_products`` (id ->
+    where, from the catalog's :class:`RowErrors`) names why an unknown product is unknown.
+    """
     kinds = ", ".join(k.value for k in EventKind)
-    for line, raw in read_rows(path):
-        if not interactions:
-            _check_columns(path, raw, line, INTERACTIONS_REQUIRED)
-        row = _Row(path, line, raw)
+    rejected = rejected_products or {}
+
+    def interaction(row: _Row) -> Interaction:
         pid = row.ident("product_id")
         if pid not in known_products:
+            if pid in rejected:
+                raise row.fail(
+                    "product_id", f"product '{pid}' was rejected from the catalog ({rejected[pid]})"
+                )
             raise row.fail("product_id", f"unknown product '{pid}': not in the catalog")
         kind_text = row.text("kind") or EventKind.PURCHASE.value
         try:
             kind = EventKind(kind_text.lower())
         except ValueError:
             raise row.fail("kind", f"unknown kind {kind_text!r}; use one of: {kinds}") from None
-        interactions.append(
-            Interaction(
-                shopper_id=row.ident("shopper_id"),
-                product_id=pid,
-                kind=kind,
-                timestamp=row.timestamp("timestamp"),
-                value=row.number("value"),
-            )
+        return Interaction(
+            shopper_id=row.ident("shopper_id"),
+            product_id=pid,
+            kind=kind,
+            timestamp=row.timestamp("timestamp"),
+            value=row.number("value"),
         )
-    return interactions
+
+    return _validate(path, INTERACTIONS_REQUIRED, interaction, errors)

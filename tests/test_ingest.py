@@ -3,6 +3,8 @@ files rejected with one readable line while the store stays exactly as it was.""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -206,3 +208,203 @@ def test_reingest_updates_only_what_changed_in_store_and_index(
 def test_ingest_without_files_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
     assert run(["ingest"]) == 2
     assert "give --catalog FILE" in capsys.readouterr().err
+
+
+# A real export with bad rows: five good products, then an empty title, a bad price, a
+# duplicate id and (format-specific, appended below) a line the reader cannot make a row of.
+MESSY_CATALOG_CSV = CATALOG_CSV + (
+    "p6,,Outdoor,10.00,true,2020,No title\n"
+    "p7,Desk Lamp,Home,cheap,true,2020,Lamp\n"
+    "p1,Trail Tent Copy,Outdoor,1.00,true,2020,Same id again\n"
+)
+MESSY_EVENTS_CSV = EVENTS_CSV + (
+    "s3,p6,view,1700000700,\n"  # its product was rejected from the catalog
+    "s3,p404,view,1700000800,\n"
+    "s3,p5,view,last tuesday,\n"
+)
+
+
+def as_jsonl(csv_text: str) -> str:
+    """The same rows as JSONL: every line one row, so line numbers are one less than in CSV."""
+    return "".join(json.dumps(row) + "\n" for row in csv.DictReader(io.StringIO(csv_text)))
+
+
+def messy_files(tmp_path: Path, fmt: str) -> tuple[Path, Path]:
+    if fmt == "csv":
+        cat = MESSY_CATALOG_CSV + "p8,Lamp,Home,1.00,true,2020,Desk lamp,EXTRA\n"
+        ev = MESSY_EVENTS_CSV
+    else:
+        cat = as_jsonl(MESSY_CATALOG_CSV) + '{"product_id": "p8", "title": \n'
+        ev = as_jsonl(MESSY_EVENTS_CSV)
+    return write(tmp_path / f"catalog.{fmt}", cat), write(tmp_path / f"events.{fmt}", ev)
+
+
+def read_report(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_default_mode_rejects_a_file_with_one_bad_row_and_writes_nothing(
+    tmp_path: Path,
+    isolated_settings: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    cat, ev = messy_files(tmp_path, "csv")
+    code = run(["ingest", "--catalog", str(cat), "--interactions", str(ev), "--no-rebuild"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"error: {cat}, line 7, field 'title': required value is empty\n"
+    assert db_snapshot(isolated_settings) == {"products": [], "events": [], "shoppers": []}
+    assert not (isolated_settings / "ingest-rejects.jsonl").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_skip_bad_rows_ingests_the_good_rows_and_reports_each_bad_one(
+    fmt: str,
+    tmp_path: Path,
+    isolated_settings: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    cat, ev = messy_files(tmp_path, fmt)
+    argv = ["ingest", "--catalog", str(cat), "--interactions", str(ev), "--skip-bad-rows"]
+    code = run([*argv, "--no-rebuild", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out)
+    report = isolated_settings / "ingest-rejects.jsonl"
+    assert result == {
+        "products_added": 5,
+        "products_updated": 0,
+        "products_unchanged": 0,
+        "events_added": 4,
+        "events_duplicate": 0,
+        "rows_rejected_catalog": 4,
+        "rows_rejected_interactions": 3,
+        "rejects_report": str(report),
+    }
+    snap = db_snapshot(isolated_settings)
+    assert [row[0] for row in snap["products"]] == ["p1", "p2", "p3", "p4", "p5"]
+    assert len(snap["events"]) == 4
+
+    shift = 0 if fmt == "csv" else 1  # JSONL has no header line
+    unreadable = "8 values for 7 columns" if fmt == "csv" else "invalid JSON: Expecting value"
+    lines = read_report(report)
+    assert [(r["file"], r["line"], r["field"], r["reason"]) for r in lines] == [
+        (str(cat), 7 - shift, "title", "required value is empty"),
+        (str(cat), 8 - shift, "price", "expected a number, got 'cheap'"),
+        (
+            str(cat),
+            9 - shift,
+            "product_id",
+            f"duplicate id 'p1' (first seen on line {2 - shift})",
+        ),
+        (str(cat), 10 - shift, None, unreadable),
+        (
+            str(ev),
+            6 - shift,
+            "product_id",
+            f"product 'p6' was rejected from the catalog ({cat}, line {7 - shift})",
+        ),
+        (str(ev), 7 - shift, "product_id", "unknown product 'p404': not in the catalog"),
+        (
+            str(ev),
+            8 - shift,
+            "timestamp",
+            "expected Unix seconds or an ISO 8601 date-time, got 'last tuesday'",
+        ),
+    ]
+    # The raw row travels with the reason, so the report alone is enough to fix the export.
+    assert lines[0]["row"]["product_id"] == "p6" and lines[0]["row"]["title"] == ""
+    assert lines[1]["row"]["price"] == "cheap"
+    assert lines[4]["row"]["shopper_id"] == "s3"
+
+
+def test_skip_bad_rows_again_is_idempotent_and_rewrites_the_report(
+    tmp_path: Path,
+    isolated_settings: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    cat, ev = messy_files(tmp_path, "csv")
+    report = tmp_path / "out" / "rejects.jsonl"
+    argv = ["ingest", "--catalog", str(cat), "--interactions", str(ev), "--skip-bad-rows"]
+    argv += ["--rejects", str(report), "--no-rebuild", "--json"]
+    assert run(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    first_report = read_report(report)
+    snap = db_snapshot(isolated_settings)
+
+    assert run(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert first["events_added"] == 4 and first["rejects_report"] == str(report)
+    assert again["products_added"] == 0 and again["products_unchanged"] == 5
+    assert again["events_added"] == 0 and again["events_duplicate"] == 4
+    assert again["rows_rejected_catalog"] == 4 and again["rows_rejected_interactions"] == 3
+    assert read_report(report) == first_report  # rewritten, not appended
+    assert len(first_report) == 7
+    assert db_snapshot(isolated_settings) == snap
+
+
+@pytest.mark.parametrize(
+    ("limit", "shown"),
+    [("3", "more than the limit of 3 rows"), ("40%", "more than the limit of 40% of 9 rows")],
+)
+def test_more_bad_rows_than_the_limit_writes_nothing_and_says_where_the_report_is(
+    limit: str,
+    shown: str,
+    small_shop: Path,
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    before = db_snapshot(small_shop)
+    cat, ev = messy_files(tmp_path, "csv")  # 4 of 9 catalog rows are bad
+    new_cat = write(tmp_path / "new.csv", cat.read_text().replace("Trail Tent,", "Tent XL,"))
+    argv = ["ingest", "--catalog", str(new_cat), "--interactions", str(ev), "--skip-bad-rows"]
+    code = run([*argv, "--max-bad-rows", limit])
+    err = capsys.readouterr().err
+    report = small_shop / "ingest-rejects.jsonl"
+    assert code == 2
+    assert err == (
+        f"error: {new_cat}: 4 of 9 rows failed validation, {shown}; "
+        f"nothing was written; the rejected rows are in {report}\n"
+    )
+    assert db_snapshot(small_shop) == before
+    assert len(read_report(report)) == 7
+
+    # At the limit is still allowed: "more than" is what fails.
+    assert run([*argv, "--max-bad-rows", "4", "--no-rebuild", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["products_updated"] == 1 and result["rows_rejected_catalog"] == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-bad-rows", "5"], "--max-bad-rows and --rejects only apply with --skip-bad-rows"),
+        (["--skip-bad-rows", "--max-bad-rows", "lots"], "--max-bad-rows: expected a number"),
+        (["--skip-bad-rows", "--max-bad-rows", "150%"], "--max-bad-rows: expected a number"),
+    ],
+)
+def test_bad_limit_options_are_usage_errors(
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    isolated_settings: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    cat = write(tmp_path / "catalog.csv", CATALOG_CSV)
+    assert run(["ingest", "--catalog", str(cat), "--no-rebuild", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_a_file_error_still_fails_the_whole_call_when_skipping_rows(
+    tmp_path: Path,
+    isolated_settings: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    cat = write(tmp_path / "catalog.csv", CATALOG_CSV)
+    bad = write(tmp_path / "events.csv", "shopper_id,timestamp\ns1,1700000000\n")
+    argv = ["ingest", "--catalog", str(cat), "--interactions", str(bad), "--skip-bad-rows"]
+    code = run([*argv, "--no-rebuild"])
+    assert code == 2
+    assert "line 2: missing required column(s) product_id" in capsys.readouterr().err
+    assert db_snapshot(isolated_settings)["products"] == []

@@ -19,10 +19,12 @@ from retrieval import (
     Interaction,
     RetrievalError,
     RetrievalRequest,
+    RowErrors,
     build,
     load_retriever,
     read_catalog,
     read_interactions,
+    write_rejects,
 )
 
 app = typer.Typer(
@@ -88,17 +90,62 @@ def ingest(
         Path | None, typer.Option(help="Interactions file (CSV, JSONL, Parquet).")
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Update vectors and MF afterwards.")] = True,
+    skip_bad_rows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-rows",
+            help="Skip rows that fail validation (up to --max-bad-rows per file) and report "
+            "them, instead of rejecting the whole call.",
+        ),
+    ] = False,
+    max_bad_rows: Annotated[
+        str | None,
+        typer.Option(
+            help="With --skip-bad-rows: most bad rows per file, a count (default 100) or a "
+            "percentage such as 5%; over it nothing is written."
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --skip-bad-rows: JSONL report of the rejected rows "
+            "(default ARTIFACTS/ingest-rejects.jsonl)."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Ingest a shop's catalog and/or interactions; all or nothing."""
+    """Ingest a shop's catalog and/or interactions; all or nothing unless --skip-bad-rows."""
     if catalog is None and interactions is None:
         raise UsageError("give --catalog FILE, --interactions FILE, or both")
+    if not skip_bad_rows and (max_bad_rows is not None or rejects is not None):
+        raise UsageError("--max-bad-rows and --rejects only apply with --skip-bad-rows")
+    cat_errors = ev_errors = None
+    if skip_bad_rows:
+        try:
+            cat_errors, ev_errors = RowErrors(max_bad_rows), RowErrors(max_bad_rows)
+        except ValueError as exc:
+            raise UsageError(f"--max-bad-rows: {exc}") from None
     s = settings()
     store = open_store(s)
     try:
-        products = read_catalog(catalog) if catalog else []
+        products = read_catalog(catalog, cat_errors) if catalog else []
         known = store.product_ids() | {p.product_id for p in products}
-        events = read_interactions(interactions, known) if interactions else []
+        events = (
+            read_interactions(
+                interactions, known, ev_errors, cat_errors.rejected_ids if cat_errors else None
+            )
+            if interactions
+            else []
+        )
+        report = None
+        if cat_errors is not None and ev_errors is not None:
+            report = rejects or s.artifacts_dir / "ingest-rejects.jsonl"
+            try:
+                write_rejects(report, cat_errors, ev_errors)
+            except OSError as exc:
+                raise UsageError(f"cannot write the rejects report {report}: {exc}") from None
+            cat_errors.check(report)  # over the limit: one line, exit 2, store untouched
+            ev_errors.check(report)
         change = store.ingest(products, events)
         result: dict[str, object] = {
             "products_added": len(change.added),
@@ -106,12 +153,16 @@ def ingest(
             "products_unchanged": change.unchanged,
             "events_added": change.events_added,
             "events_duplicate": change.events_duplicate,
+            "rows_rejected_catalog": len(cat_errors.rejected) if cat_errors else 0,
+            "rows_rejected_interactions": len(ev_errors.rejected) if ev_errors else 0,
         }
+        if report is not None:
+            result["rejects_report"] = str(report)
         if rebuild:
             with progress_bars(not json_out) as progress:
-                report = build(s.retrieval_config(), store, progress=progress)
-            result["products_embedded"] = report.embedded
-            result["mf_trained"] = report.trained
+                build_report = build(s.retrieval_config(), store, progress=progress)
+            result["products_embedded"] = build_report.embedded
+            result["mf_trained"] = build_report.trained
     finally:
         store.close()
     if json_out:
