@@ -15,15 +15,24 @@ from typing import Any
 from composer.backends import BackendRegistry
 from composer.errors import ComposerError
 from composer.hydration import HydratedPage, HydratedSection, hydrate, to_layout
-from composer.layout import GeneratedPage, GeneratedSection, PageLayout, generation_schema
+from composer.layout import (
+    GeneratedPage,
+    GeneratedSection,
+    PageKind,
+    PageLayout,
+    generation_schema,
+)
 from composer.llm.base import ChatMessage, Generation, GenerationRequest, LLMBackend, LLMError
 from composer.page_request import PageRequest
 from composer.prompting import HandleMap, PromptLibrary, page_variables
 from composer.rendering import PageRenderer
 from composer.settings import Settings
+from composer.shop import ShopProfile, load_profile
 from composer.streaming import SectionScanner
 from composer.trace import Attempt, PageTrace
-from composer.validation import PageChecker, parse
+from composer.validation import PageChecker, parse, prompt_fragments
+from composer.wording import ThemeWords, WordChoice, WordWriter, theme_words
+from composer.wording.writer import Similarity
 from retrieval import CandidateSet, Product, RetrievalRequest, Retriever
 
 
@@ -70,6 +79,15 @@ class _Deadline(Exception):
     pass
 
 
+# How the title prompt names the page (data for a completion, not an instruction).
+_PAGE_WORDS = {
+    PageKind.HOME: "home page",
+    PageKind.CATEGORY: "category page",
+    PageKind.SEARCH: "search results",
+    PageKind.CAMPAIGN: "seasonal campaign",
+}
+
+
 class PageComposer:
     def __init__(
         self,
@@ -84,6 +102,7 @@ class PageComposer:
         self.backends = backends or BackendRegistry(settings)
         self.prompts = prompts or PromptLibrary()
         self.renderer = renderer or PageRenderer(settings.currency)
+        self._profile: tuple[int, ShopProfile] | None = None
 
     def compose(self, request: PageRequest) -> PageResult:
         for event in self.stream(request):
@@ -125,12 +144,70 @@ class PageComposer:
         yield RetrievalEvent(trace.candidates)
 
         t = time.perf_counter()
+        # A prompt with a `headline` block writes words field by field over the rules
+        # layout; one with `system`/`user` blocks asks for the whole layout as JSON.
+        words_mode = backend.reads_prompt and self.prompts.has_block(prompt_name, "headline")
         variables, messages, schema = self.prompt_for(
-            request, candidates, handles, products, prompt_name, backend.reads_prompt
+            request,
+            candidates,
+            handles,
+            products,
+            prompt_name,
+            backend.reads_prompt and not words_mode,
         )
         timings["prompt"] = _ms(t)
 
-        checker = PageChecker(handles, request.locale, request.max_sections)
+        if words_mode:
+            final = yield from self._words_page(
+                request, trace, variables, handles, candidates, products, backend, deadline, t0
+            )
+        else:
+            final = yield from self._json_page(
+                request, trace, variables, messages, schema, handles, candidates, products,
+                backend, deadline, t0,
+            )  # fmt: skip
+        t = time.perf_counter()
+        layout = to_layout(
+            final, handles, candidates, self.retriever.catalog.by_id(), request.locale
+        )
+        timings["validation"] = _ms(t)
+
+        t = time.perf_counter()
+        page = hydrate(layout, handles, products, request.kind, request.locale)
+        timings["hydration"] = _ms(t)
+        html = None
+        if request.format in ("html", "both"):
+            t = time.perf_counter()
+            html = self.renderer.render(page)
+            timings["render"] = _ms(t)
+        timings["total"] = _ms(t0)
+        yield DoneEvent(PageResult(layout, page, html, trace))
+
+    def _json_page(
+        self,
+        request: PageRequest,
+        trace: PageTrace,
+        variables: dict[str, Any],
+        messages: tuple[ChatMessage, ...],
+        schema: dict[str, Any],
+        handles: HandleMap,
+        candidates: CandidateSet,
+        products: dict[str, Product],
+        backend: LLMBackend,
+        deadline: float,
+        t0: float,
+    ) -> Generator[PageEvent, None, GeneratedPage]:
+        """The whole layout as one JSON answer under the schema, sections checked as they
+        stream; one repair turn; the rules page when nothing usable came."""
+        timings = trace.timings_ms
+        trace.prompt_examples = prompt_fragments(messages)
+        checker = PageChecker(
+            handles,
+            request.locale,
+            request.max_sections,
+            examples=trace.prompt_examples,
+            prompt_fields=[variables["shopper_summary"]],
+        )
         title: str | None = None
         emitted = 0
         t_gen = time.perf_counter()
@@ -204,7 +281,6 @@ class PageComposer:
                 )
         timings["generation"] = _ms(t_gen)
 
-        t = time.perf_counter()
         if checker.accepted:
             if title is None:
                 title = self._rules_generated(variables).title
@@ -218,21 +294,114 @@ class PageComposer:
             timings.setdefault("first_section", _ms(t0))
             for n, section in enumerate(final.sections):
                 yield self._section_event(n, section, handles, candidates, products, request)
-        layout = to_layout(
-            final, handles, candidates, self.retriever.catalog.by_id(), request.locale
-        )
-        timings["validation"] = _ms(t)
+        return final
 
-        t = time.perf_counter()
-        page = hydrate(layout, handles, products, request.kind, request.locale)
-        timings["hydration"] = _ms(t)
-        html = None
-        if request.format in ("html", "both"):
-            t = time.perf_counter()
-            html = self.renderer.render(page)
-            timings["render"] = _ms(t)
-        timings["total"] = _ms(t0)
-        yield DoneEvent(PageResult(layout, page, html, trace))
+    def _words_page(
+        self,
+        request: PageRequest,
+        trace: PageTrace,
+        variables: dict[str, Any],
+        handles: HandleMap,
+        candidates: CandidateSet,
+        products: dict[str, Product],
+        backend: LLMBackend,
+        deadline: float,
+        t0: float,
+    ) -> Generator[PageEvent, None, GeneratedPage]:
+        """The rules layout (retrieval's themes and order), each headline and the title
+        written by the model as a checked completion; a field whose candidates all fail
+        keeps its rules text. Sections stream as their headline is chosen."""
+        timings = trace.timings_ms
+        rules = self._rules_page(variables, handles, request)
+        profile = self.profile()
+        if profile is None or not profile.for_locale(request.locale).headline_count():
+            why = (
+                f"no shop profile at {self.settings.resolved_profile_path()}"
+                if profile is None
+                else f"the shop profile has no {request.locale.value} example headlines"
+            )
+            trace.fallback, trace.fallback_reason = True, f"{why}; rules words shown"
+            for n, section in enumerate(rules.sections):
+                timings.setdefault("first_section", _ms(t0))
+                yield self._section_event(n, section, handles, candidates, products, request)
+            return rules
+        writer = WordWriter(
+            backend, self.prompts, request.prompt or self.settings.prompt, profile,
+            self.settings.words, self._similarity(),
+        )  # fmt: skip
+        trace.prompt_examples = writer.prompt_texts()
+        attempt = Attempt()
+        trace.attempts.append(attempt)
+        salt = f"{trace.shopper}:{request.seed or 0}:{request.kind.value}:{request.query or ''}"
+        seed = int.from_bytes(salt.encode()[-8:].rjust(8, b"\0"), "big") % (2**31)
+        fields = [variables["shopper_summary"]]
+        t_gen = time.perf_counter()
+        sections: list[GeneratedSection] = []
+        themes: list[ThemeWords] = []
+        try:
+            for n, section in enumerate(rules.sections):
+                if time.perf_counter() > deadline:
+                    raise _Deadline
+                theme = theme_words(section.theme, handles, products, profile, request.locale)
+                themes.append(theme)
+                choice = writer.headline(
+                    f"sections[{n}].headline", theme, request.locale, f"{salt}:{n}",
+                    seed + 7919 * n, [s.headline for s in sections], section.headline, fields,
+                )  # fmt: skip
+                self._record_choice(trace, attempt, choice)
+                sections.append(section.model_copy(update={"headline": choice.text}))
+                timings.setdefault("first_section", _ms(t0))
+                yield self._section_event(n, sections[-1], handles, candidates, products, request)
+            if time.perf_counter() > deadline:
+                raise _Deadline
+            choice = writer.title(
+                _PAGE_WORDS[request.kind], themes, request.locale, salt, seed + 104729,
+                [s.headline for s in sections], rules.title, fields,
+            )  # fmt: skip
+            self._record_choice(trace, attempt, choice)
+            title = choice.text
+        except (_Deadline, LLMError) as exc:
+            attempt.error = (
+                str(exc) if isinstance(exc, LLMError)
+                else f"deadline of {self.settings.page_deadline_s:g} s reached"
+            )  # fmt: skip
+            trace.fallback = True
+            trace.fallback_reason = f"{attempt.error}; rules words for the rest"
+            for n, section in enumerate(rules.sections[len(sections) :], start=len(sections)):
+                sections.append(section)
+                yield self._section_event(n, section, handles, candidates, products, request)
+            title = rules.title
+        attempt.seconds = round(time.perf_counter() - t_gen, 3)
+        timings["generation"] = _ms(t_gen)
+        return GeneratedPage(title=title, sections=sections)
+
+    @staticmethod
+    def _record_choice(trace: PageTrace, attempt: Attempt, choice: WordChoice) -> None:
+        trace.words.append(choice.to_dict())
+        trace.tokens += choice.tokens
+        attempt.tokens += choice.tokens
+        if choice.source != "llm":
+            codes = sorted({i for c in choice.candidates for i in c.issues}) or ["no candidate"]
+            attempt.issues.append(f"{choice.where}: rules text kept ({', '.join(codes)})")
+            trace.repairs.append(f"{choice.where} replaced by the rules text")
+
+    def profile(self) -> ShopProfile | None:
+        """The shop's profile, read again when the file changes."""
+        path = self.settings.resolved_profile_path()
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return None
+        if self._profile is None or self._profile[0] != stamp:
+            self._profile = (stamp, load_profile(path))
+        return self._profile[1]
+
+    def _similarity(self) -> Similarity | None:
+        vector = self.retriever.vector
+        encoder = vector.encoder if vector is not None else None
+        if encoder is None:
+            return None
+        return lambda a, b: float(encoder.encode_one(a) @ encoder.encode_one(b))
 
     def generation_request(
         self, request: PageRequest, max_tokens: int | None = None

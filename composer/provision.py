@@ -33,7 +33,11 @@ def open_store(settings: Settings) -> Store:
 
 
 def seed_movielens(settings: Settings, store: Store) -> bool:
-    """Ingest MovieLens-100K once; the store remembers the checksums it was seeded from."""
+    """Ingest MovieLens-100K once (the store remembers the checksums it was seeded from), and
+    put the sample shop's profile beside it unless one is there."""
+    from composer.shop.setup import SAMPLE_SHOP, install_profile
+
+    install_profile(settings, SAMPLE_SHOP)
     marker = json.dumps(FILES, sort_keys=True)
     if store.get_meta(SEED_KEY) == marker:
         return False

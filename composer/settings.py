@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from composer.api.config import ApiSettings
 from composer.llm.model_fetch import DEFAULT_MODEL
 from composer.llm.vllm_config import VLLMSettings
+from composer.wording.config import WordSettings
 from retrieval import EXACT_SEARCH_MAX_PRODUCTS, FusionParams, MFParams, RetrievalConfig
 
 
@@ -60,7 +61,12 @@ class Settings(BaseSettings):
     llm_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
     vllm_url: str = Field("http://127.0.0.1:8100/v1", description="vLLM OpenAI-compatible URL.")
     vllm: VLLMSettings = VLLMSettings()
-    prompt: str = Field("page_v3", description="Page prompt template in prompts/.")
+    shop_profile: Path | None = Field(
+        None,
+        description="The shop's profile (name, voice, example headlines); defaults to "
+        "ARTIFACTS_DIR/shop.yaml.",
+    )
+    prompt: str = Field("page_v4", description="Page prompt template in prompts/.")
     copy_prompt: str = Field("copy_v1", description="Copy prompt template in prompts/.")
     brand_voice: str = Field(
         "friendly, concise and confident; never pushy", description="Brand voice for copy."
@@ -77,12 +83,16 @@ class Settings(BaseSettings):
         default_factory=lambda: ["cheap", "guaranteed", "miracle"],
         description="Words copy must not use.",
     )
+    words: WordSettings = WordSettings()
     api: ApiSettings = ApiSettings()
     mf: MFParams = MFParams()
     fusion: FusionParams = FusionParams()
 
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or self.artifacts_dir / "cache"
+
+    def resolved_profile_path(self) -> Path:
+        return self.shop_profile or self.artifacts_dir / "shop.yaml"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.artifacts_dir / 'shop.db').resolve()}"

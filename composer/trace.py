@@ -31,6 +31,10 @@ class PageTrace:
     fallback_reason: str | None = None
     shopper: str = ""
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    # Per generated field (words mode): candidates, what the checks said, what was shown.
+    words: list[dict[str, Any]] = field(default_factory=list)
+    # The fixed texts of the prompt (examples) the shown words must not repeat.
+    prompt_examples: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """What ``dataclasses.asdict`` gives, with one level of copying instead of a deep
@@ -40,4 +44,6 @@ class PageTrace:
         out["attempts"] = [{**vars(a), "issues": list(a.issues)} for a in self.attempts]
         out["repairs"] = list(self.repairs)
         out["candidates"] = [dict(c) for c in self.candidates]
+        out["words"] = [dict(w) for w in self.words]
+        out["prompt_examples"] = list(self.prompt_examples)
         return out

@@ -60,13 +60,13 @@ TWO_SECTIONS = json.dumps(
             {
                 "kind": "hero",
                 "theme": "T1",
-                "headline": "Picked for your taste",
+                "headline": "Stories chosen for tonight",
                 "items": ["P1", "P2", "P3"],
             },
             {
                 "kind": "grid",
                 "theme": "T2",
-                "headline": "Laughs worth sharing",
+                "headline": "Comedies to share with friends",
                 "items": ["P4", "P5"],
             },
         ],

@@ -20,6 +20,9 @@ from composer.settings import Settings
 
 
 def composer_for(shop: BuiltShop, backend=None, **overrides) -> PageComposer:  # type: ignore[no-untyped-def]
+    if backend is not None:
+        # Scripted backends inject faults into the one-JSON-answer layout path (page_v3).
+        overrides.setdefault("prompt", "page_v3")
     settings = Settings(artifacts_dir=shop.settings.artifacts_dir, cache_dir=CACHE, **overrides)
     registry = BackendRegistry(settings)
     if backend is not None:
@@ -91,7 +94,7 @@ def test_bad_copy_is_fed_back_and_the_fixed_answer_is_used(ml_shop: BuiltShop) -
     def page(headline: str) -> str:
         return json.dumps(
             {
-                "title": "Your movie night",
+                "title": "Tonight's picks",
                 "sections": [
                     {
                         "kind": "hero",
@@ -104,12 +107,12 @@ def test_bad_copy_is_fed_back_and_the_fixed_answer_is_used(ml_shop: BuiltShop) -
         )
 
     backend = ScriptedBackend(
-        "transformers", texts=[page("Only $5 this week"), page("Picked for your taste")]
+        "transformers", texts=[page("Only $5 this week"), page("Stories chosen for tonight")]
     )
     result = composer_for(ml_shop, backend).compose(PageRequest(shopper_id="42"))
     assert backend.calls == 2 and not result.trace.fallback
     assert "unsupported_price" not in str(result.layout)
-    assert result.layout.sections[0].headline == "Picked for your taste"
+    assert result.layout.sections[0].headline == "Stories chosen for tonight"
     assert "states a price" in result.trace.attempts[0].issues[0]
 
 
@@ -131,7 +134,7 @@ def test_stream_sends_retrieval_then_sections_in_order_then_the_page(ml_shop: Bu
     assert isinstance(events[0], RetrievalEvent)
     assert [type(e) for e in events[1:]] == [SectionEvent, SectionEvent, DoneEvent]
     assert [e.index for e in events[1:3]] == [0, 1]
-    assert events[1].section.headline == "Picked for your taste"
+    assert events[1].section.headline == "Stories chosen for tonight"
     final = events[-1].result
     assert [s.headline for s in final.layout.sections] == [e.section.headline for e in events[1:3]]
 

@@ -81,6 +81,77 @@ def setup(
     )
 
 
+@app.command("init")
+def init(
+    catalog: Annotated[
+        Path | None, typer.Option(help="Catalog file (CSV, TSV, JSONL, Parquet).")
+    ] = None,
+    interactions: Annotated[Path | None, typer.Option(help="Interactions file, optional.")] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option("--dir", help="The shop's own artifacts folder (default: ARTIFACTS_DIR)."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="The shop's name, for its profile.")] = "My shop",
+    sells: Annotated[
+        str | None, typer.Option(help="What the shop sells, as a phrase (profile).")
+    ] = None,
+    currency: Annotated[str, typer.Option(help="ISO 4217 code of catalog prices.")] = "USD",
+    packaged: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of files: a packaged shop of real public data (electronics, clothing)."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Set a shop up in its own folder: ingest, build indexes, draft its profile (shop.yaml)."""
+    from composer.shop.setup import init_packaged, init_shop
+
+    if (catalog is None) == (packaged is None):
+        raise UsageError("give --catalog FILE (and --interactions FILE), or --packaged NAME")
+    base = settings()
+    s = base
+    if folder is not None:
+        # The new folder keeps the downloads and models of the current cache.
+        s = base.model_copy(
+            update={"artifacts_dir": folder, "cache_dir": base.resolved_cache_dir()}
+        )
+    store = open_store(s)
+    try:
+        with progress_bars(not json_out) as progress:
+            if packaged is not None:
+                report = init_packaged(s, store, packaged, progress)
+            else:
+                assert catalog is not None
+                report = init_shop(
+                    s, store, catalog, interactions, name, sells, currency.upper(), progress
+                )
+        counts = store.counts()
+    finally:
+        store.close()
+    if json_out:
+        data = vars(report) | {"counts": counts}
+        data["build"] = vars(report.build) if report.build else None
+        print_json(data)
+        return
+    table(
+        f"Shop set up in {report.folder}",
+        ["what", "value"],
+        [
+            ["products in the shop", counts.get("products")],
+            ["events in the shop", counts.get("events")],
+            ["categories", len(report.categories)],
+            ["profile", report.profile + (" (written now)" if report.profile_written else "")],
+        ],
+    )
+    if report.profile_written and packaged is None:
+        console.print(
+            f"Next: add example headlines for your categories to {report.profile}, then "
+            f"COMPOSER_ARTIFACTS_DIR={report.folder} COMPOSER_CACHE_DIR="
+            f"{s.resolved_cache_dir()} composer serve"
+        )
+
+
 @app.command()
 def ingest(
     catalog: Annotated[

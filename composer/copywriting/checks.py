@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 
 from composer.layout import Locale
-from composer.validation import script_issue, unsupported_claims
+from composer.validation import normalise, script_issue, unsupported_claims, word_issues
+
+# Leftovers of the prompt's product lines ("Batteries; 14-count", "ANIMATION/ACCOGELAND").
+_DEBRIS = re.compile(r"[;/|]|\b[A-Z]{4,}\b.*\b[A-Z]{4,}\b|\d+-count")
+TITLE_SHARE_MAX = 0.6  # a variant mostly made of a product title's words is no copy
 
 
 def copy_checks(
@@ -27,4 +31,16 @@ def copy_checks(
         else locale == Locale.EN,
         # Repeating a title verbatim is no copy at all (the small model's favourite failure).
         "not_just_title": text.strip().strip('"').lower() not in {t.lower() for t in titles},
+        "not_mostly_title": _title_share(text, titles) <= TITLE_SHARE_MAX,
+        "no_debris": not _DEBRIS.search(own_words)
+        and not [i for i in word_issues(text) if i.code in ("handle", "prompt_field", "markup")],
     }
+
+
+def _title_share(text: str, titles: list[str]) -> float:
+    """The share of the variant's words that are words of the products' titles."""
+    words = normalise(text).split()
+    if not words:
+        return 1.0
+    title_words = {w for t in titles for w in normalise(t).split()}
+    return sum(w in title_words for w in words) / len(words)

@@ -241,7 +241,22 @@ def check_baseline(
             delta = Delta(run.variant.name, f"baseline:{base_name}", m, _stat(a, m), _stat(b, m), d)
             deltas.append(delta)
             tol = suite.gate.get(m.name)
-            if tol is not None and _regressed(delta.reference_value, delta.value, m, tol):
+            if tol is None:
+                continue
+            broken = _out_of_bounds(cur_values, m, tol, indices)
+            if broken:
+                regressions.append(
+                    Regression(
+                        run.variant.name,
+                        base_name,
+                        m.name,
+                        delta.reference_value,
+                        delta.value,
+                        broken,
+                        True,
+                    )
+                )
+            elif _regressed(delta.reference_value, delta.value, m, tol):
                 regressions.append(
                     Regression(
                         run.variant.name,
@@ -256,7 +271,27 @@ def check_baseline(
     return BaselineCheck(deltas, regressions, matched)
 
 
+def _out_of_bounds(
+    values: Sequence[dict[str, Any]], m: Metric, tol: Tolerance, indices: Any
+) -> str | None:
+    """The absolute bound the variant breaks, described; None when it keeps them all."""
+    if tol.at_most is None and tol.at_least is None and tol.min_upper is None:
+        return None
+    est = estimate(column(values, m), m.stat, indices)
+    if math.isnan(est.value):
+        return None
+    if tol.at_most is not None and est.value > tol.at_most + 1e-9:
+        return f"value ≤ {tol.at_most:g}"
+    if tol.at_least is not None and est.value < tol.at_least - 1e-9:
+        return f"value ≥ {tol.at_least:g}"
+    if tol.min_upper is not None and est.high < tol.min_upper - 1e-9:
+        return f"95% interval reaching {tol.min_upper:g}"
+    return None
+
+
 def _regressed(base: float, cur: float, m: Metric, tol: Tolerance) -> bool:
+    if tol.max_drop is None and tol.max_rise is None and tol.max_rise_ratio is None:
+        return False
     if math.isnan(base) or math.isnan(cur):
         return math.isnan(cur) and not math.isnan(base)
     worse = (base - cur) if m.higher_is_better else (cur - base)
@@ -270,6 +305,8 @@ def _regressed(base: float, cur: float, m: Metric, tol: Tolerance) -> bool:
 
 
 def _describe(tol: Tolerance) -> str:
+    if tol.max_drop is None and tol.max_rise is None and tol.max_rise_ratio is None:
+        return "bounds"
     if tol.max_drop is not None:
         return f"drop ≤ {tol.max_drop:g}"
     if tol.max_rise is not None:

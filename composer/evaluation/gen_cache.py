@@ -79,6 +79,11 @@ def request_key(request: GenerationRequest, backend: str, model: str) -> str:
         "n": request.n,
         "min_tokens": request.min_tokens,
     }
+    # Only when set, so keys of chat requests made before completions existed still match.
+    for name in ("prompt", "regex", "stop"):
+        value = getattr(request, name)
+        if value:
+            payload[name] = list(value) if isinstance(value, tuple) else value
     raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
 

@@ -22,7 +22,7 @@ from composer.evaluation.compare import (
     suite_metrics,
 )
 from composer.evaluation.gen_cache import GenerationCache
-from composer.evaluation.holdout import build_holdout
+from composer.evaluation.holdout import Holdout, build_holdout
 from composer.evaluation.judge import JUDGE_PROMPT, PageJudge, judge_runs
 from composer.evaluation.metrics import Metric
 from composer.evaluation.report import DEFAULT_EXAMPLES, build_context, render_report
@@ -120,6 +120,8 @@ def default_cache_file(settings: Settings) -> Path:
 def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> EvalOutcome:
     suite = load_suite(options.suite)
     settings = settings.model_copy(update={"page_deadline_s": options.deadline_s})
+    if suite.shop is not None:
+        settings = shop_settings(settings, suite.shop, progress)
     prompts = PromptLibrary()
     default_prompt = settings.prompt if suite.task == "pages" else settings.copy_prompt
     variants = plan_variants(
@@ -188,6 +190,29 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
     return outcome
 
 
+def shop_settings(settings: Settings, name: str, progress: Progress) -> Settings:
+    """Settings for packaged shop ``name`` in its own folder, set up there on first use."""
+    from composer.shop.setup import init_packaged
+
+    folder = settings.artifacts_dir / "shops" / name
+    shop = settings.model_copy(
+        update={
+            "artifacts_dir": folder,
+            "cache_dir": settings.resolved_cache_dir(),
+            "shop_profile": None,
+            "database_url": None,
+            "chroma_path": None,
+        }
+    )
+    if not shop.resolved_profile_path().is_file():
+        store = open_store(shop)
+        try:
+            init_packaged(shop, store, name, progress)
+        finally:
+            store.close()
+    return shop
+
+
 def _run(
     suite: Suite,
     variants: Sequence[Variant],
@@ -208,7 +233,10 @@ def _run(
             name = settings.embedding_model
             encoder = CachedEncoder(name, cache, lambda: Encoder(name))
         base = load_retriever(settings.retrieval_config(), store, encoder)  # type: ignore[arg-type]
-        holdout = build_holdout(base, store.all_events(), suite.split)
+        if "relevance" in suite.metrics:
+            holdout = build_holdout(base, store.all_events(), suite.split)
+        else:  # no held-out future to judge by (e.g. a shop without shopper histories)
+            holdout = Holdout(base, {})
         return runner.run_pages(suite, variants, holdout, options.limit)
     finally:
         store.close()

@@ -37,7 +37,7 @@ class Holdout:
     relevant: dict[str, frozenset[str]]  # shopper -> held-out products, unseen in training
 
     def check(self, cases: Sequence[PageCase]) -> None:
-        outside = [c.shopper for c in cases if c.shopper not in self.relevant]
+        outside = [c.shopper for c in cases if c.shopper and c.shopper not in self.relevant]
         if outside:
             raise UsageError(
                 f"shopper(s) {', '.join(outside[:5])} have no held-out events in the test "

@@ -19,9 +19,18 @@ from composer.copybook import copybook
 from composer.copywriting import CopyResult
 from composer.evaluation.gen_cache import CallRecord
 from composer.evaluation.suite import CopyRules
+from composer.hydration import HydratedSection
 from composer.layout import Locale, PageLayout
 from composer.pipeline import PageResult
-from composer.validation import script_issue, unsupported_claims
+from composer.validation import (
+    copies,
+    mentions,
+    normalise,
+    script_issue,
+    unsupported_claims,
+    word_issues,
+)
+from composer.wording.themes import title_words
 from retrieval.metrics import hit_rate_at_k, ndcg_at_k
 from retrieval.themes import TOP_PICKS
 
@@ -132,6 +141,61 @@ _PAGE_METRICS = (
     ),
     _m("retrieval_ndcg@10", group="relevance", meaning="NDCG@10 of the retrieval order alone"),
     _m(
+        "ndcg_vs_retrieval",
+        group="relevance",
+        field="ndcg_delta",
+        meaning="page NDCG@10 minus retrieval NDCG@10 (placement may not make it worse)",
+    ),
+    _m(
+        "prompt_copy_rate",
+        group="copy",
+        higher=False,
+        field="prompt_copied",
+        meaning="generated title/headlines (every attempt and candidate) that repeat, or "
+        "nearly repeat, the prompt's fixed text: its examples",
+    ),
+    _m(
+        "distinct_titles",
+        group="copy",
+        field="title_key",
+        stat="distinct_2",
+        meaning="distinct page titles / pages across the suite's requests",
+    ),
+    _m(
+        "distinct_headlines",
+        group="copy",
+        field="headline_keys",
+        stat="distinct_2",
+        meaning="distinct headlines / headlines across the suite's requests",
+    ),
+    _m(
+        "layout_variety",
+        group="copy",
+        field="layout_key",
+        stat="distinct_2",
+        meaning="distinct sequences of section kinds / pages",
+    ),
+    _m(
+        "nonsense_shown",
+        group="copy",
+        higher=False,
+        meaning="shown title/headlines with handles, prompt fields or markup, per page",
+    ),
+    _m(
+        "words_rejected_rate",
+        group="copy",
+        higher=False,
+        field="words_rejected",
+        meaning="generated candidates the checks rejected (copies, off-theme, nonsense, …)",
+    ),
+    _m(
+        "words_replaced_rate",
+        group="copy",
+        higher=False,
+        field="words_replaced",
+        meaning="title/headline fields that kept the rules text: no candidate passed",
+    ),
+    _m(
         "headline_length_ok",
         group="copy",
         meaning="shown headlines within the suite's length bounds",
@@ -140,7 +204,7 @@ _PAGE_METRICS = (
     _m(
         "theme_mention",
         group="copy",
-        meaning="sections of a genre theme whose headline names the genre",
+        meaning="headlines naming their theme: its category, a synonym, or a word of its products",
     ),
     _m(
         "distinct_2",
@@ -343,6 +407,7 @@ def page_metrics(
 
     # What the model wrote, attempt by attempt.
     unknown = repeated = flagged = claims = script = 0
+    written: list[str] = []
     for call in calls:
         page = _loose_page(call.text)
         if page is None:
@@ -355,13 +420,33 @@ def page_metrics(
         repeated += len(items) - len(set(items))
         for t in texts:
             if isinstance(t, str) and t.strip():
+                written.append(t)
                 c, s = grounding_counts(t, locale)
                 flagged += bool(c or s)
                 claims += c
                 script += s
 
+    # Words mode: every candidate the model wrote, before the checks chose one.
+    for word in trace.words:
+        for cand in word.get("candidates", []):
+            written.append(cand.get("text", ""))
+            codes = cand.get("issues", [])
+            c = int(any(code.startswith("unsupported_") for code in codes))
+            sc = int("wrong_script" in codes)
+            flagged += bool(c or sc)
+            claims += c
+            script += sc
+
     layout = result.layout
     shown = [layout.title] + [s.headline for s in layout.sections]
+    examples = trace.prompt_examples
+    # On what the model wrote: the checks keep copies off the page, so the page alone would
+    # hide a prompt that makes the model copy.
+    copied = [copies(t, examples) is not None for t in written]
+    nonsense = [
+        any(i.code in ("handle", "prompt_field", "markup") for i in word_issues(t)) for t in shown
+    ]
+    candidates = [c for w in trace.words for c in w.get("candidates", [])]
     shown_errors = sum(sum(grounding_counts(t, locale)) > 0 for t in shown)
     valid = _valid(layout, handle_set)
 
@@ -370,10 +455,8 @@ def page_metrics(
 
     headlines = [s.headline for s in layout.sections]
     length_ok = [headline_length_ok(h, locale, rules) for h in headlines]
-    mentions = [
-        mentions_theme(sec.headline, category, locale, rules)
-        for sec in result.page.sections
-        if (category := theme_category(sec.theme, locale))
+    named = [
+        mentions(sec.headline, section_words(sec, locale, rules)) for sec in result.page.sections
     ]
     echoed = [
         echoes(
@@ -409,9 +492,17 @@ def page_metrics(
         "page_ndcg@10": ndcg_at_k(page_ids, relevant, 10),
         "retrieval_hit@10": hit_rate_at_k(retrieval_ids, relevant, 10),
         "retrieval_ndcg@10": ndcg_at_k(retrieval_ids, relevant, 10),
+        "ndcg_delta": ndcg_at_k(page_ids, relevant, 10) - ndcg_at_k(retrieval_ids, relevant, 10),
+        "prompt_copied": _mean_or_nan(copied),
+        "title_key": [normalise(layout.title)],
+        "headline_keys": [normalise(h) for h in headlines],
+        "layout_key": ["/".join(s.kind.value for s in layout.sections)],
+        "nonsense_shown": float(sum(nonsense)),
+        "words_rejected": _mean_or_nan([bool(c.get("issues")) for c in candidates]),
+        "words_replaced": _mean_or_nan([w.get("source") != "llm" for w in trace.words]),
         "headline_length_ok": _mean_or_nan(length_ok),
         "banned_words": float(sum(banned_count(t, banned) for t in shown)),
-        "theme_mention": _mean_or_nan(mentions),
+        "theme_mention": _mean_or_nan(named),
         "bigrams": [g for t in shown for g in bigrams(t)],
         "echo_headlines": _mean_or_nan(echoed),
         "degenerate_text": float(sum(degenerate(t) for t in shown)),
@@ -448,6 +539,23 @@ def copy_metrics(
         "tokens": float(result.tokens),
         "latency_s": round(latency_s, 3),
     }
+
+
+def section_words(section: HydratedSection, locale: Locale, rules: CopyRules) -> list[str]:
+    """Words that name a section's theme: its category and synonyms, its products'
+    categories, and words of its products' titles."""
+    words: list[str] = []
+    category = theme_category(section.theme, locale)
+    cats = [category] if category else []
+    cats += [c for s in section.slots for c in s.product.categories[:2]]
+    for c in dict.fromkeys(cats):
+        words += [c, *rules.theme_words.get(c, [])]
+        if locale == Locale.ZH:
+            local = copybook(locale).category(c)
+            words += [local, local.removesuffix("片")]
+    for s in section.slots:
+        words += title_words(s.product.title)
+    return list(dict.fromkeys(w for w in words if w))
 
 
 def theme_category(shown_theme: str, locale: Locale) -> str | None:

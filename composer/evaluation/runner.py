@@ -294,6 +294,7 @@ class EvalRunner:
     ) -> ExampleRun:
         request = PageRequest(
             shopper_id=case.shopper,
+            recent_items=case.recent,
             kind=case.kind,
             query=case.query,
             locale=case.locale,
@@ -310,12 +311,18 @@ class EvalRunner:
         except ComposerError as exc:
             raise UsageError(f"suite request {case.key()}: {exc}") from None
         latency = _replayed_latency(result.trace.timings_ms["total"] / 1000, calls)
+        # The shop's own synonyms count as naming a theme, besides the suite's.
+        profile = composer.profile()
+        rules = suite.copy_rules
+        if profile is not None:
+            words = {k: [*v, *rules.theme_words.get(k, [])] for k, v in profile.theme_words.items()}
+            rules = rules.model_copy(update={"theme_words": rules.theme_words | words})
         values = page_metrics(
             result,
             calls,
-            holdout.relevant[case.shopper],
+            holdout.relevant.get(case.shopper or "", frozenset()),
             case.locale,
-            suite.copy_rules,
+            rules,
             self.settings.banned_words,
             latency,
         )

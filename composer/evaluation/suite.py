@@ -27,7 +27,9 @@ class PageCase(_Strict):
     """One page request of a suite: a shopper of the hold-out's test split."""
 
     id: str | None = None
-    shopper: str
+    # A shopper of the hold-out's test split, or an anonymous session's recent products.
+    shopper: str | None = None
+    recent: list[str] = Field(default_factory=list, max_length=50)
     kind: PageKind = PageKind.HOME
     locale: Locale = Locale.EN
     query: str | None = None
@@ -35,8 +37,15 @@ class PageCase(_Strict):
     max_sections: int = Field(3, ge=1, le=4)
     seed: int = Field(0, ge=0)
 
+    @model_validator(mode="after")
+    def _who(self) -> PageCase:
+        if (self.shopper is None) == (not self.recent):
+            raise ValueError("give a `shopper` or an anonymous session's `recent` products")
+        return self
+
     def key(self) -> str:
-        return self.id or f"{self.kind.value}-{self.locale.value}-{self.shopper}"
+        who = self.shopper or "+".join(self.recent)
+        return self.id or f"{self.kind.value}-{self.locale.value}-{who}"
 
 
 class CopyCase(_Strict):
@@ -86,23 +95,36 @@ class CopyRules(_Strict):
 
 class Tolerance(_Strict):
     """How far a metric may move the wrong way against the baseline before the gate fails:
-    ``max_drop``/``max_rise`` absolute, ``max_rise_ratio`` relative (0.5 = 50 % more)."""
+    ``max_drop``/``max_rise`` absolute, ``max_rise_ratio`` relative (0.5 = 50 % more).
+    Bounds that hold whatever the baseline: ``at_most``/``at_least`` on the value, and
+    ``min_upper`` on the upper end of its 95 % interval (non-inferiority: a page order
+    significantly worse than retrieval's fails, one within noise of it passes)."""
 
     max_drop: float | None = Field(None, ge=0)
     max_rise: float | None = Field(None, ge=0)
     max_rise_ratio: float | None = Field(None, ge=0)
+    at_most: float | None = None
+    at_least: float | None = None
+    min_upper: float | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Tolerance:
         given = [v for v in (self.max_drop, self.max_rise, self.max_rise_ratio) if v is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of max_drop, max_rise, max_rise_ratio")
+        bounds = [v for v in (self.at_most, self.at_least, self.min_upper) if v is not None]
+        if len(given) > 1 or not (given or bounds):
+            raise ValueError(
+                "give one of max_drop, max_rise, max_rise_ratio and/or bounds at_most, "
+                "at_least, min_upper"
+            )
         return self
 
 
 class Suite(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
     description: str = ""
+    # A packaged shop of real public data (`composer init --packaged NAME`), set up in
+    # ARTIFACTS_DIR/shops/NAME when missing; none: the shop of the settings.
+    shop: str | None = None
     task: Literal["pages", "copy"] = "pages"
     split: SplitSpec = Field(default_factory=SplitSpec)
     requests: list[PageCase] = Field(default_factory=list)

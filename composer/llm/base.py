@@ -15,10 +15,20 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt; ``json_schema`` constrains decoding when the backend supports it."""
+    """One prompt; ``json_schema`` or ``regex`` constrains decoding.
+
+    Either chat ``messages`` (the model's chat template applies) or a plain ``prompt`` that
+    the model continues as it is: a short few-shot completion ("Theme: TVs | Headline:")
+    suits a small model better than a chat turn that asks for a whole page.
+    """
 
     messages: tuple[ChatMessage, ...]
     json_schema: dict[str, Any] | None = None
+    prompt: str | None = None
+    # A regular expression the whole completion must match (length and characters).
+    regex: str | None = None
+    # Generation ends at the first of these (left out of the text).
+    stop: tuple[str, ...] = ()
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None

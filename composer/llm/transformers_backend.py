@@ -43,6 +43,7 @@ class _Run:
     decode_ms: float = 0.0
     grammar_ms: float = 0.0
     forced_tokens: int = 0  # taken from the grammar without sampling
+    stop_text: str | None = None  # the text up to a stop string, when one ended the run
 
 
 @contextmanager
@@ -122,9 +123,14 @@ class TransformersBackend:
         """``request.n`` completions; greedy ones are computed once and repeated."""
         if request.n < 1:
             raise LLMError(f"n must be at least 1, got {request.n}")
-        prompt = self._encode(request.messages)
+        prompt = self._encode(request)
         rng = self._rng(request)
         out: list[Generation] = []
+        if request.n > 1 and request.temperature > 0 and request.json_schema is None:
+            # Short sampled candidates (headlines) decode as one batch: on a CPU, n rows of
+            # one step cost little more than one row, and the prompt is prefilled once.
+            with self._lock, _as_llm_error(self.model):
+                return self._sample_batch(prompt, request, rng)
         with self._lock, _as_llm_error(self.model):
             for _ in range(request.n if request.temperature > 0 else 1):
                 run = _Run()
@@ -138,7 +144,7 @@ class TransformersBackend:
     def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
         """Text deltas of one completion, then (as the generator's return value) its
         :class:`Generation` summary; the lock is held until the iterator ends or closes."""
-        prompt = self._encode(request.messages)
+        prompt = self._encode(request)
         rng = self._rng(request)
         run = _Run()
         with self._lock, _as_llm_error(self.model):
@@ -147,7 +153,15 @@ class TransformersBackend:
 
     # -- pieces ----------------------------------------------------------------------------
 
-    def _encode(self, messages: tuple[ChatMessage, ...]) -> torch.Tensor:
+    def _encode(self, request: GenerationRequest) -> torch.Tensor:
+        if request.prompt is not None:
+            if not request.prompt.strip():
+                raise LLMError("a completion request needs a non-empty prompt")
+            ids = self._tokenizer.encode(request.prompt, add_special_tokens=False)
+            return torch.tensor([ids], dtype=torch.long)
+        return self._encode_chat(request.messages)
+
+    def _encode_chat(self, messages: tuple[ChatMessage, ...]) -> torch.Tensor:
         if not messages:
             raise LLMError("a request needs at least one message")
         try:
@@ -172,23 +186,31 @@ class TransformersBackend:
             rng.manual_seed(request.seed)
         return rng
 
-    def _grammar(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
-        # Keys keep their order: the grammar emits properties in schema order, and a layout
-        # may rely on that (e.g. a reason before the products it justifies).
-        key = json.dumps(schema, separators=(",", ":"))
+    def _grammar(self, request: GenerationRequest) -> xgr.CompiledGrammar | None:
+        if request.json_schema is not None:
+            # Keys keep their order: the grammar emits properties in schema order, and a
+            # layout may rely on that (e.g. a reason before the products it justifies).
+            key = "json:" + json.dumps(request.json_schema, separators=(",", ":"))
+        elif request.regex is not None:
+            key = "regex:" + request.regex
+        else:
+            return None
         cached = self._grammars.get(key)
         if cached is not None:
             return cached
         try:
-            # Compact separators as vLLM's disable_any_whitespace: any_whitespace=False alone
-            # still emits ", " and ": ", i.e. more tokens for nothing.
-            compiled = self._compiler.compile_json_schema(
-                key, any_whitespace=False, separators=(",", ":")
-            )
+            if request.json_schema is not None:
+                # Compact separators as vLLM's disable_any_whitespace: any_whitespace=False
+                # alone still emits ", " and ": ", i.e. more tokens for nothing.
+                compiled = self._compiler.compile_json_schema(
+                    key.removeprefix("json:"), any_whitespace=False, separators=(",", ":")
+                )
+            else:
+                compiled = self._compiler.compile_regex(request.regex)
         except Exception as exc:  # xgrammar raises RuntimeError/ValueError variants
             raise LLMError(
-                f"xgrammar cannot compile the JSON schema: {exc}. Keep layouts flat: enums, "
-                "bounded strings and arrays, no $ref cycles."
+                f"xgrammar cannot compile the constraint: {exc}. Keep layouts flat: enums, "
+                "bounded strings and arrays, no $ref cycles; regexes without look-arounds."
             ) from exc
         self._grammars.put(key, compiled)
         return compiled
@@ -206,11 +228,13 @@ class TransformersBackend:
             )
         matcher: xgr.GrammarMatcher | None = None
         bitmask: torch.Tensor | None = None
-        if request.json_schema is not None:
-            started = time.perf_counter()
-            matcher = xgr.GrammarMatcher(self._grammar(request.json_schema))
+        started = time.perf_counter()
+        grammar = self._grammar(request)
+        if grammar is not None:
+            matcher = xgr.GrammarMatcher(grammar)
             bitmask = xgr.allocate_token_bitmask(1, self._vocab_size)
             run.grammar_ms = (time.perf_counter() - started) * 1000
+        stop_from = len(run.token_ids)
         eos = torch.tensor(self._eos_ids)
         # What the grammar forces before any choice (`{"sections":[{"kind":"hero",…`) is
         # prefilled with the prompt instead of decoded token by token.
@@ -245,6 +269,11 @@ class TransformersBackend:
                 run.finish_reason = "stop"
                 run.decode_ms += (time.perf_counter() - started) * 1000
                 return
+            if request.stop and self._stopped(run, request.stop, stop_from):
+                run.finish_reason = "stop"
+                run.decode_ms += (time.perf_counter() - started) * 1000
+                yield token
+                return
             step = [token]
             if matcher is not None and bitmask is not None:
                 step += self._jump_forward(matcher, request.max_tokens - len(run.token_ids))
@@ -268,6 +297,68 @@ class TransformersBackend:
             past, logits = self._forward(torch.tensor([step]), past)
             run.decode_ms += (time.perf_counter() - started) * 1000
             yield from step
+
+    def _sample_batch(
+        self, prompt: torch.Tensor, request: GenerationRequest, rng: torch.Generator
+    ) -> list[Generation]:
+        """``request.n`` sampled completions of one prompt, decoded side by side. No
+        jump-forward: a regex over free words forces next to nothing."""
+        n = request.n
+        started = time.perf_counter()
+        grammar = self._grammar(request)
+        matchers = [xgr.GrammarMatcher(grammar) for _ in range(n)] if grammar else []
+        bitmask = xgr.allocate_token_bitmask(n, self._vocab_size) if grammar else None
+        past, logits, reused = self._prefill(prompt)
+        prefill_ms = (time.perf_counter() - started) * 1000
+        past.batch_repeat_interleave(n)
+        logits = logits.repeat(n, 1)
+        runs = [_Run(prefill_ms=prefill_ms, reused_prefix=reused) for _ in range(n)]
+        done = [False] * n
+        pad = self._eos_ids[0]
+        started = time.perf_counter()
+        for _step in range(request.max_tokens):
+            if bitmask is not None:
+                for i, m in enumerate(matchers):
+                    if not done[i]:
+                        m.fill_next_token_bitmask(bitmask, i)
+                xgr.apply_token_bitmask_inplace(logits, bitmask)
+            probs = torch.softmax(logits / request.temperature, dim=-1)
+            picked = torch.multinomial(probs.nan_to_num(0.0) + 1e-12, 1, generator=rng)
+            step = []
+            for i in range(n):
+                token = int(picked[i, 0])
+                if done[i]:
+                    step.append(pad)
+                    continue
+                if matchers and not matchers[i].accept_token(token):
+                    raise LLMError(f"grammar matcher rejected token {token}; this is a bug")
+                runs[i].token_ids.append(token)
+                step.append(token)
+                if (
+                    token in self._eos_ids
+                    or (matchers and matchers[i].is_terminated())
+                    or (request.stop and self._stopped(runs[i], request.stop, 0))
+                ):
+                    runs[i].finish_reason = "stop"
+                    done[i] = True
+            if all(done):
+                break
+            past, logits = self._forward(torch.tensor(step).unsqueeze(1), past)
+        decode_ms = (time.perf_counter() - started) * 1000
+        out = []
+        for run in runs:
+            run.decode_ms = decode_ms
+            out.append(self._to_generation(run))
+        return out
+
+    def _stopped(self, run: _Run, stops: tuple[str, ...], start: int) -> bool:
+        """Whether the text generated so far contains a stop string; it is cut there."""
+        text = self._text(run.token_ids[start:])
+        cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+        if cut < 0:
+            return False
+        run.stop_text = text[:cut]
+        return True
 
     def _jump_forward(self, matcher: xgr.GrammarMatcher, budget: int) -> list[int]:
         """Tokens the grammar forces next (JSON keys, punctuation, the rest of an enum value
@@ -371,7 +462,7 @@ class TransformersBackend:
         if run.grammar_ms:
             timings["grammar"] = run.grammar_ms
         return Generation(
-            text=self._text(run.token_ids),
+            text=run.stop_text if run.stop_text is not None else self._text(run.token_ids),
             tokens=len(run.token_ids),
             finish_reason=run.finish_reason,
             timings_ms=timings,

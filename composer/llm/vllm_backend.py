@@ -102,7 +102,7 @@ class VLLMBackend:
         cached = _cached_tokens(usage)
         return [
             Generation(
-                text=(c.get("message") or {}).get("content") or "",
+                text=_choice_text(c),
                 tokens=per_choice,
                 finish_reason=c.get("finish_reason") or "stop",
                 timings_ms={"request": round(elapsed_ms, 2)},
@@ -145,9 +145,12 @@ class VLLMBackend:
                 self.breaker.release()
 
     def _body(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        body: dict[str, Any] = {"model": self.model}
+        if request.prompt is not None:
+            body["prompt"] = request.prompt
+        else:
+            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+        body |= {
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "n": 1 if stream else request.n,
@@ -162,6 +165,10 @@ class VLLMBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": request.json_schema, "strict": True},
             }
+        if request.regex is not None:
+            body["structured_outputs"] = {"regex": request.regex}
+        if request.stop:
+            body["stop"] = list(request.stop)
         if self.cache_salt is not None:
             body["cache_salt"] = self.cache_salt
         if stream:
@@ -171,7 +178,9 @@ class VLLMBackend:
     def _send(self, body: dict[str, Any], stream: bool) -> httpx.Response:
         """The request's response (headers only when ``stream``); a request that could not
         connect is sent again (nothing reached the server), up to ``retries`` times."""
-        request = self._client.build_request("POST", f"{self.base_url}/chat/completions", json=body)
+        # A plain prompt goes to the completions endpoint, chat messages to chat completions.
+        path = "completions" if "prompt" in body else "chat/completions"
+        request = self._client.build_request("POST", f"{self.base_url}/{path}", json=body)
         for attempt in range(self.retries + 1):
             try:
                 return self._client.send(request, stream=stream)
@@ -234,7 +243,7 @@ class VLLMBackend:
                 tokens = int(usage.get("completion_tokens") or tokens)
                 cached = _cached_tokens(usage)
             for choice in chunk.get("choices") or []:
-                delta = (choice.get("delta") or {}).get("content")
+                delta = (choice.get("delta") or {}).get("content") or choice.get("text")
                 if delta:
                     if first is None:
                         first = time.perf_counter()
@@ -273,6 +282,14 @@ class VLLMBackend:
             f"{self.where} did not answer within {self.read_timeout:g} s "
             f"({type(exc).__name__}); COMPOSER_VLLM__READ_TIMEOUT_S sets the limit"
         )
+
+
+def _choice_text(choice: dict[str, Any]) -> str:
+    """A chat choice's message content, or a completion choice's text."""
+    message = choice.get("message")
+    if isinstance(message, dict):
+        return message.get("content") or ""
+    return choice.get("text") or ""
 
 
 def _cached_tokens(usage: dict[str, Any]) -> int:

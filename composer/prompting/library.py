@@ -56,6 +56,10 @@ class PromptLibrary:
             )
         return path
 
+    def has_block(self, name: str, block: str) -> bool:
+        self._path(name)
+        return block in self.env.get_template(f"{name}.j2").blocks
+
     def render_block(self, name: str, block: str, variables: dict[str, Any]) -> str:
         self._path(name)
         template = self.env.get_template(f"{name}.j2")

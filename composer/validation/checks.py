@@ -7,6 +7,8 @@ candidates; text problems (claims, script, length) cannot be, and go back to the
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -20,8 +22,12 @@ from composer.layout import (
     SectionKind,
 )
 from composer.layout.model import HEADLINE_MAX, HEADLINE_MIN, TITLE_MAX
+from composer.llm.base import ChatMessage
 from composer.prompting import HandleMap
 from composer.validation.grounding import text_issues
+from composer.validation.words import word_issues
+
+_QUOTED = re.compile(r'"([^"\\]{3,80})"')
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,27 @@ class PageChecker:
     """Checks and repairs sections one at a time, remembering which products are placed, so
     the same rules apply to a finished page and to sections arriving in a stream."""
 
-    def __init__(self, handles: HandleMap, locale: Locale, max_sections: int) -> None:
+    def __init__(
+        self,
+        handles: HandleMap,
+        locale: Locale,
+        max_sections: int,
+        examples: Sequence[str] = (),
+        prompt_fields: Sequence[str] = (),
+    ) -> None:
         self.handles = handles
         self.locale = locale
         self.max_sections = max_sections
+        # The prompt's own example words and request fields: shown words must not repeat them.
+        self.examples = list(examples)
+        self.prompt_fields = list(prompt_fields)
         self.used: set[str] = set()
         self.accepted: list[GeneratedSection] = []
 
     def title_issues(self, title: str) -> list[Issue]:
-        return _text_checks("title", title, self.locale, 3, TITLE_MAX)
+        return text_checks("title", title, self.locale, 3, TITLE_MAX) + self._word_checks(
+            "title", title
+        )
 
     def section(
         self, raw: GeneratedSection | dict, where: str
@@ -117,9 +135,9 @@ class PageChecker:
                     repairs.append(f"{where}: refilled with unused candidate {h}")
         if len(items) < MIN_ITEMS:
             return None, [], [*repairs, f"{where}: dropped, too few products left"]
-        issues = _text_checks(
+        issues = text_checks(
             f"{where}.headline", raw.headline, self.locale, HEADLINE_MIN, HEADLINE_MAX
-        )
+        ) + self._word_checks(f"{where}.headline", raw.headline)
         if issues:
             return None, issues, repairs
         section = GeneratedSection(
@@ -128,6 +146,22 @@ class PageChecker:
         self.used.update(items)
         self.accepted.append(section)
         return section, [], repairs
+
+    def _word_checks(self, where: str, text: str) -> list[Issue]:
+        return [
+            Issue(i.code, where, i.message)
+            for i in word_issues(text, self.examples, self.prompt_fields)
+        ]
+
+
+def prompt_fragments(messages: Sequence[ChatMessage]) -> list[str]:
+    """Quoted words of the system prompt (its example's title and headlines): what a model
+    that copies instead of writing repeats."""
+    out: list[str] = []
+    for m in messages:
+        if m.role == "system":
+            out += [f for f in _QUOTED.findall(m.content) if len(f) >= 3 and " " in f]
+    return list(dict.fromkeys(out))
 
 
 def check_and_repair(
@@ -149,7 +183,7 @@ def check_and_repair(
     return CheckResult(page_out, issues, repairs)
 
 
-def _text_checks(where: str, text: str, locale: Locale, lo: int, hi: int) -> list[Issue]:
+def text_checks(where: str, text: str, locale: Locale, lo: int, hi: int) -> list[Issue]:
     out = [Issue(i.code, where, i.message) for i in text_issues(text, locale)]
     if not lo <= len(text.strip()) <= hi:
         out.append(Issue("length", where, f"must be {lo} to {hi} characters"))

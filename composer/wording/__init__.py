@@ -1,0 +1,18 @@
+"""Page words (headlines, titles) as short few-shot completions, checked and chosen."""
+
+from composer.wording.config import WordSettings
+from composer.wording.examples import headline_examples, title_examples
+from composer.wording.themes import ThemeWords, theme_words
+from composer.wording.writer import Candidate, WordChoice, WordWriter, field_regex
+
+__all__ = [
+    "Candidate",
+    "ThemeWords",
+    "WordChoice",
+    "WordSettings",
+    "WordWriter",
+    "field_regex",
+    "headline_examples",
+    "theme_words",
+    "title_examples",
+]

@@ -1,0 +1,240 @@
+"""Headlines and page titles as short, checked completions, one field at a time.
+
+For each field the model gets a few lines written for this shop (never the field's own
+theme) and continues the pattern. Several sampled candidates come back (vLLM's ``n``
+shares the prefill; in-process, the prefix cache does); each is checked — claims, script,
+length, loops, handles, prompt fields, markup, copies of the examples, fit to the theme —
+and the best remaining one is shown. When none passes, the field gets the rules text and
+the trace says why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from composer.layout import Locale
+from composer.layout.model import HEADLINE_MAX, HEADLINE_MIN, TITLE_MAX, ZH_CHARS
+from composer.llm.base import GenerationRequest, LLMBackend
+from composer.prompting import PromptLibrary
+from composer.shop import ShopProfile
+from composer.validation.checks import text_checks
+from composer.validation.words import mentions, normalise, word_issues
+from composer.wording.config import WordSettings
+from composer.wording.examples import headline_examples, title_examples
+from composer.wording.themes import ThemeWords
+
+Similarity = Callable[[str, str], float]
+
+
+# Headlines and titles longer than this read as a list or a sentence, not as copy.
+HEADLINE_CHARS = 48
+TITLE_CHARS = 40
+ZH_HEADLINE_CHARS = 12
+NO_CAP = 999  # Chinese words end where they end: no cut-off check by length
+
+
+def field_regex(locale: Locale, lo: int, hi: int, commas: bool = True) -> str:
+    """One line of plain words: no markup, colons or pipes; bounded length. A title has no
+    commas: given theme names, the model otherwise lists them."""
+    if locale == Locale.ZH:
+        return f" ?[{ZH_CHARS}]{{{lo},{min(hi, ZH_HEADLINE_CHARS)}}}\\n"
+    punct = ",." if commas else ""
+    return f" ?[A-Z0-9][A-Za-z0-9 {punct}'’&!?-]{{{lo - 1},{hi - 1}}}\\n"
+
+
+@dataclass
+class Candidate:
+    text: str
+    issues: list[str] = field(default_factory=list)
+    score: float = 0.0
+
+
+@dataclass
+class WordChoice:
+    where: str  # "sections[0].headline" or "title"
+    text: str
+    source: str  # "llm" or "rules"
+    candidates: list[Candidate]
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "where": self.where,
+            "text": self.text,
+            "source": self.source,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "candidates": [vars(c) for c in self.candidates],
+        }
+
+
+class WordWriter:
+    def __init__(
+        self,
+        backend: LLMBackend,
+        prompts: PromptLibrary,
+        prompt_name: str,
+        profile: ShopProfile,
+        settings: WordSettings,
+        similarity: Similarity | None = None,
+    ) -> None:
+        self.backend = backend
+        self.prompts = prompts
+        self.prompt_name = prompt_name
+        self.profile = profile
+        self.settings = settings
+        self.similarity = similarity
+        self._examples = profile.example_texts()
+
+    def prompt_texts(self) -> list[str]:
+        """Fixed text of every prompt this writer renders: what a page must not repeat."""
+        return list(self._examples)
+
+    def headline(
+        self,
+        where: str,
+        theme: ThemeWords,
+        locale: Locale,
+        salt: str,
+        seed: int,
+        taken: Sequence[str],
+        fallback: str,
+        prompt_fields: Sequence[str],
+    ) -> WordChoice:
+        bank = self.profile.for_locale(locale)
+        exclude = {theme.category} if theme.category else set()
+        exclude |= {w for w in theme.label.split(" & ")}
+        variables = self._base(locale) | {
+            "examples": headline_examples(bank, exclude, salt, self.settings.examples),
+            "theme": theme.label,
+        }
+        prompt = self.prompts.render_block(self.prompt_name, "headline", variables)
+        regex = field_regex(locale, HEADLINE_MIN, HEADLINE_CHARS)
+        return self._choose(
+            where, prompt, regex, seed, locale, theme.words, theme.text,
+            [theme.label, *(theme.category or "").split(), *theme.label.split(" & ")], taken,
+            fallback, prompt_fields, HEADLINE_MIN, HEADLINE_MAX,
+            NO_CAP if locale == Locale.ZH else HEADLINE_CHARS,
+        )  # fmt: skip
+
+    def title(
+        self,
+        page: str,
+        themes: Sequence[ThemeWords],
+        locale: Locale,
+        salt: str,
+        seed: int,
+        taken: Sequence[str],
+        fallback: str,
+        prompt_fields: Sequence[str],
+    ) -> WordChoice:
+        bank = self.profile.for_locale(locale)
+        labels = [t.label for t in themes]
+        variables = self._base(locale) | {
+            "examples": title_examples(bank, salt, self.settings.examples),
+            "page": page,
+            "themes": ", ".join(labels),
+        }
+        prompt = self.prompts.render_block(self.prompt_name, "title", variables)
+        words = tuple(w for t in themes for w in t.words)
+        text = "; ".join(labels)
+        regex = field_regex(locale, 3, TITLE_CHARS, commas=False)
+        return self._choose(
+            "title", prompt, regex, seed, locale, words, text,
+            [*labels, *(c for t in themes for c in t.label.split(" & "))], taken, fallback,
+            prompt_fields, 3, TITLE_MAX, NO_CAP if locale == Locale.ZH else TITLE_CHARS,
+        )  # fmt: skip
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def _base(self, locale: Locale) -> dict[str, Any]:
+        return {
+            "shop_name": self.profile.name,
+            "sells": self.profile.sells,
+            "voice": self.profile.brand_voice,
+            "locale": locale.value,
+        }
+
+    def _choose(
+        self,
+        where: str,
+        prompt: str,
+        regex: str,
+        seed: int,
+        locale: Locale,
+        words: Sequence[str],
+        theme_text: str,
+        theme_names: Sequence[str],
+        taken: Sequence[str],
+        fallback: str,
+        prompt_fields: Sequence[str],
+        lo: int,
+        hi: int,
+        cap: int,
+    ) -> WordChoice:
+        started = time.perf_counter()
+        request = GenerationRequest(
+            messages=(),
+            prompt=prompt,
+            regex=regex,
+            stop=("\n",),
+            max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature,
+            seed=seed,
+            n=self.settings.candidates,
+        )
+        generations = self.backend.generate(request)
+        tokens = sum(g.tokens for g in generations)
+        seen: set[str] = set()
+        candidates: list[Candidate] = []
+        for g in generations:
+            text = " ".join(g.text.split())
+            if not text or normalise(text) in seen:
+                continue
+            seen.add(normalise(text))
+            candidate = self._judge(
+                text, locale, words, theme_text, theme_names, taken, prompt_fields, lo, hi, cap
+            )
+            if g.finish_reason == "length" and "unfinished" not in candidate.issues:
+                candidate.issues.append("unfinished")  # cut off by max_tokens
+            candidates.append(candidate)
+        passing = [c for c in candidates if not c.issues]
+        seconds = time.perf_counter() - started
+        if passing:
+            best = max(passing, key=lambda c: c.score)
+            return WordChoice(where, best.text, "llm", candidates, tokens, seconds)
+        return WordChoice(where, fallback, "rules", candidates, tokens, seconds)
+
+    def _judge(
+        self,
+        text: str,
+        locale: Locale,
+        words: Sequence[str],
+        theme_text: str,
+        theme_names: Sequence[str],
+        taken: Sequence[str],
+        prompt_fields: Sequence[str],
+        lo: int,
+        hi: int,
+        hi_chars: int,
+    ) -> Candidate:
+        issues = [i.code for i in text_checks("text", text, locale, lo, hi)]
+        issues += [i.code for i in word_issues(text, self._examples, prompt_fields, theme_names)]
+        if normalise(text) in {normalise(t) for t in taken}:
+            issues.append("repeats_page")
+        if normalise(text) in {normalise(n) for n in theme_names}:
+            issues.append("echo")  # the theme's own name is a label, not a headline
+        if len(text) >= hi_chars - 1:
+            issues.append("unfinished")  # cut off by the length bound of the grammar
+        named = mentions(text, words)
+        similarity = self.similarity(text, theme_text) if self.similarity else 0.0
+        if not named and (self.similarity is None or similarity < self.settings.theme_fit_min):
+            issues.append("off_theme")
+        # Naming the theme matters most; meaning breaks ties between candidates that do;
+        # past six words, shorter reads better.
+        wordy = max(0, len(text.split()) - 6) * 0.1
+        return Candidate(text, issues, round(float(named) + similarity - wordy, 4))

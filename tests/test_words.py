@@ -1,0 +1,133 @@
+"""Page words: the checks that reject nonsense and copies, the theme-fit threshold they use,
+and headlines and titles written by the real 135M model from the shop's own examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import CACHE, BuiltShop
+
+from composer.backends import BackendRegistry
+from composer.errors import UsageError
+from composer.page_request import PageRequest
+from composer.pipeline import PageComposer
+from composer.settings import Settings
+from composer.shop import load_profile
+from composer.validation import copies, mentions, word_issues
+from composer.wording import WordSettings
+from retrieval import Encoder
+
+MOVIE_EXAMPLES = ["Your weekend movie night", "Laughs worth sharing", "Picked for your taste"]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("T1 Top picks: P1 HP ENVY x360 15.6", "handle"),
+        ("Top picks: 30 past orders", "prompt_field"),
+        ("Theme: TVs | Headline: Big screens", "prompt_field"),
+        ("Top picks:</strong> for you", "markup"),
+        ("Your weekend movie night", "copied_example"),
+        ("Your Weekend Movie Nights!", "copied_example"),
+        ("Comedy comedy films with a twist", "repetitive"),
+        ("Romance adventures, from fine wine lists and", "unfinished"),
+    ],
+)
+def test_nonsense_and_copies_are_rejected_by_what_they_are(text: str, code: str) -> None:
+    issues = word_issues(text, MOVIE_EXAMPLES, ["30 past orders; likes Tops, Dresses"])
+    assert code in [i.code for i in issues]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["TVs that make you happy", "Laptops that keep up with you", "Denim you will live in"],
+)
+def test_good_headlines_pass(text: str) -> None:
+    assert word_issues(text, MOVIE_EXAMPLES, ["12 past orders"]) == []
+
+
+def test_an_example_with_only_its_theme_swapped_is_a_copy() -> None:
+    examples = ["Dresses for every day of the week"]
+    assert copies("Jeans for every day of the week", examples, ["Jeans"]) is not None
+    assert copies("Jeans you will wear every week", examples, ["Jeans"]) is None
+
+
+def test_theme_mention_counts_stems_and_whole_short_words() -> None:
+    assert mentions("Comedies for a slow Sunday", ["Comedy"])
+    assert mentions("War stories", ["war"]) and not mentions("Warm evenings", ["war"])
+    assert mentions("为你挑选的喜剧", ["喜剧"])
+
+
+# Measured for the threshold in WordSettings.theme_fit_min: headlines a person would accept
+# for the theme without naming it, and nonsense or other shops' lines.
+THEMES = {
+    "TVs": 'TVs: Samsung 55" Class Q60C Series 4K UHD QLED LCD TV; LG 65" Class OLED C3 TV',
+    "Jeans": "Jeans: Jeans, style 1077; Jeans, style 862",
+    "Comedy": "Comedy: Toy Story (1995); Liar Liar (1997); Groundhog Day (1993)",
+}
+GOOD = {
+    "TVs": ["Smart TVs", "TV that lets you watch movies"],
+    "Jeans": ["Jeans for every day", "Denim you will live in"],
+    "Comedy": ["Comedies for a lighter evening", "Funny films for the weekend"],
+}
+BAD = [
+    "Temp_Advance 2022 GA Office 3:12:27",
+    "Regular, whatever your life setting",
+    "MRU, Sennheil",
+    "What a good day",
+    "Soft layers for cool evenings",
+]
+
+
+def test_theme_fit_threshold_separates_good_from_bad(encoder: Encoder) -> None:
+    minimum = WordSettings().theme_fit_min
+
+    def fits(text: str, theme: str) -> bool:
+        words = [theme, "denim"] if theme == "Jeans" else [theme]
+        sim = float(encoder.encode_one(text) @ encoder.encode_one(THEMES[theme]))
+        return mentions(text, words) or sim >= minimum
+
+    for theme, texts in GOOD.items():
+        assert all(fits(t, theme) for t in texts), theme
+    for theme in THEMES:
+        assert not any(fits(t, theme) for t in BAD), theme
+
+
+def test_a_broken_profile_is_one_readable_error(tmp_path: Path) -> None:
+    bad = tmp_path / "shop.yaml"
+    bad.write_text("name: X\nsells: things\nexamples: {en: {headlines: {TVs: [ab]}}}\n")
+    with pytest.raises(UsageError, match=r"shop.yaml: examples\.en\.headlines\.TVs\.0"):
+        load_profile(bad)
+
+
+@pytest.fixture(scope="module")
+def words_composer(ml_shop: BuiltShop) -> PageComposer:
+    settings = Settings(
+        artifacts_dir=ml_shop.settings.artifacts_dir, cache_dir=CACHE, page_deadline_s=600.0
+    )
+    return PageComposer(settings, ml_shop.retriever, BackendRegistry(settings))
+
+
+@pytest.mark.slow
+def test_real_model_writes_the_words_from_the_shops_examples(
+    words_composer: PageComposer,
+) -> None:
+    profile = words_composer.profile()
+    assert profile is not None and profile.name == "Reel Corner"
+    result = words_composer.compose(PageRequest(shopper_id="196", seed=3))
+    trace = result.trace
+    assert trace.backend == "transformers" and not trace.fallback, trace.fallback_reason
+    assert [w["where"] for w in trace.words][-1] == "title"
+    assert len(trace.words) == len(result.layout.sections) + 1
+    # The model wrote most fields itself; every shown field is one of its candidates or,
+    # where all failed, the rules text with the reasons recorded.
+    assert sum(w["source"] == "llm" for w in trace.words) >= len(trace.words) - 1
+    for w in trace.words:
+        texts = [c["text"] for c in w["candidates"]]
+        assert w["source"] != "llm" or w["text"] in texts
+    shown = [result.layout.title] + [s.headline for s in result.layout.sections]
+    for text in shown:
+        assert copies(text, profile.example_texts()) is None
+        assert not [i for i in word_issues(text) if i.code in ("handle", "prompt_field")]
+    assert len({s.lower() for s in shown}) == len(shown)
