@@ -31,8 +31,14 @@ from composer.shop import ShopProfile, load_profile
 from composer.streaming import SectionScanner
 from composer.trace import Attempt, PageTrace
 from composer.validation import PageChecker, parse, prompt_fragments
-from composer.wording import ThemeWords, WordChoice, WordWriter, theme_words
-from composer.wording.writer import Similarity
+from composer.wording import (
+    Similarity,
+    ThemeWords,
+    WordChoice,
+    WordWriter,
+    encoder_similarity,
+    theme_words,
+)
 from retrieval import CandidateSet, Product, RetrievalRequest, Retriever
 
 
@@ -355,8 +361,8 @@ class PageComposer:
             if time.perf_counter() > deadline:
                 raise _Deadline
             choice = writer.title(
-                _PAGE_WORDS[request.kind], themes, request.locale, salt, seed + 104729,
-                [s.headline for s in sections], rules.title, fields,
+                request.kind.value, _PAGE_WORDS[request.kind], themes, request.locale, salt,
+                seed + 104729, [s.headline for s in sections], rules.title, fields,
             )  # fmt: skip
             self._record_choice(trace, attempt, choice)
             title = choice.text
@@ -396,12 +402,16 @@ class PageComposer:
             self._profile = (stamp, load_profile(path))
         return self._profile[1]
 
+    def similarity(self) -> Similarity | None:
+        """Meaning-closeness of two texts with the retriever's encoder, when it has one."""
+        return self._similarity()
+
     def _similarity(self) -> Similarity | None:
         vector = self.retriever.vector
         encoder = vector.encoder if vector is not None else None
         if encoder is None:
             return None
-        return lambda a, b: float(encoder.encode_one(a) @ encoder.encode_one(b))
+        return encoder_similarity(encoder)
 
     def generation_request(
         self, request: PageRequest, max_tokens: int | None = None

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         "ARTIFACTS_DIR/shop.yaml.",
     )
     prompt: str = Field("page_v4", description="Page prompt template in prompts/.")
-    copy_prompt: str = Field("copy_v1", description="Copy prompt template in prompts/.")
+    copy_prompt: str = Field("copy_v2", description="Copy prompt template in prompts/.")
     brand_voice: str = Field(
         "friendly, concise and confident; never pushy", description="Brand voice for copy."
     )

@@ -88,8 +88,11 @@ def test_smoke_suite_holds_against_the_committed_baseline(first_run: CliRun) -> 
     data = first_run.json()
     assert data["regressions"] == []
     assert data["examples"] == 8
-    default = _default_prompt()  # the baseline holds page_v3, page_v1 and page_v2
+    default = _default_prompt()  # the baseline holds page_v4 and page_v3
     variant = data["variants"][default]
+    # The real model wrote the words: no page fell back, and none copied the prompt.
+    assert variant["fallback_rate"] == 0.0 and variant["words_replaced_rate"] < 0.5
+    assert variant["prompt_copy_rate"] <= 0.05 and variant["nonsense_shown"] == 0.0
     for key in (
         "valid_rate",
         "grounding_errors",
@@ -161,10 +164,24 @@ def test_broken_prompt_fails_the_gate_and_names_the_regression(gen_cache: Path) 
     regressed = {(r["variant"], r["metric"]) for r in data["regressions"]}
     assert ("page_broken_prices", "grounding_errors") in regressed
     assert ("page_broken_prices", "unsupported_claims") in regressed
-    assert data["baseline"]["matched"] == {"page_broken_prices": "page_v3"}
+    assert data["baseline"]["matched"] == {"page_broken_prices": "page_v4"}
     # The checks kept every price off the page the shopper would see.
     assert data["variants"]["page_broken_prices"]["grounding_errors_shown"] == 0.0
     assert "regression: page_broken_prices: grounding_errors" in broken.err
+
+
+def test_the_prompt_that_copies_its_example_fails_the_gate(gen_cache: Path) -> None:
+    # page_v3, the default before page_v4: one JSON answer after one fixed example page.
+    copied = composer(
+        "eval", "pages-smoke", "--prompt", "page_v3", "--limit", "3",
+        "--baseline", str(BASELINE), "--cache", str(gen_cache), "--json",
+    )  # fmt: skip
+    assert copied.code == 1, copied.err
+    data = copied.json()
+    assert data["variants"]["page_v3"]["prompt_copy_rate"] > 0.5
+    regressed = {(r["variant"], r["metric"]) for r in data["regressions"]}
+    assert ("page_v3", "prompt_copy_rate") in regressed
+    assert "regression: page_v3: prompt_copy_rate" in copied.err
 
 
 def test_copy_suite_runs_through_the_same_harness(gen_cache: Path) -> None:

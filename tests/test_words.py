@@ -131,3 +131,24 @@ def test_real_model_writes_the_words_from_the_shops_examples(
         assert copies(text, profile.example_texts()) is None
         assert not [i for i in word_issues(text) if i.code in ("handle", "prompt_field")]
     assert len({s.lower() for s in shown}) == len(shown)
+
+
+def test_distinct_titles_and_absolute_gate_bounds_on_hand_computed_cases() -> None:
+    from composer.evaluation.bootstrap import resample_indices, statistic
+    from composer.evaluation.compare import _out_of_bounds
+    from composer.evaluation.metrics import metrics_for
+    from composer.evaluation.suite import Tolerance
+
+    titles = [["your picks"], ["your picks"], ["tv night"], ["gear up"]]
+    assert statistic(titles, "distinct_2") == 0.75  # 3 distinct of 4
+    by_name = {m.name: m for m in metrics_for("pages")}
+    copy_rate = by_name["prompt_copy_rate"]
+    pages = [{"prompt_copied": v} for v in (0.0, 0.0, 0.25, 0.0)]  # mean 0.0625
+    idx = resample_indices(len(pages), 200, 1)
+    assert _out_of_bounds(pages, copy_rate, Tolerance(at_most=0.05), idx) == "value ≤ 0.05"
+    assert _out_of_bounds(pages, copy_rate, Tolerance(at_most=0.1), idx) is None
+    delta = by_name["ndcg_vs_retrieval"]
+    worse = [{"ndcg_delta": v} for v in (-0.2, -0.1, -0.3, -0.15)]
+    assert _out_of_bounds(worse, delta, Tolerance(min_upper=0.0), idx) is not None
+    level = [{"ndcg_delta": v} for v in (0.0, 0.1, -0.1, 0.0)]
+    assert _out_of_bounds(level, delta, Tolerance(min_upper=0.0), idx) is None

@@ -40,7 +40,11 @@ class Services:
             self.settings, self.retriever, self.backends, self.prompts, self.renderer
         )
         self.copywriter = Copywriter(
-            self.settings, self.retriever.catalog.by_id(), self.backends, self.prompts
+            self.settings,
+            self.retriever.catalog.by_id(),
+            self.backends,
+            self.prompts,
+            self.composer.similarity(),
         )
 
     @classmethod

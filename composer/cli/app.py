@@ -540,12 +540,15 @@ app.add_typer(copy_app, name="copy")
 
 def _copywriter(s: Settings, store):  # type: ignore[no-untyped-def]
     from composer.copywriting import Copywriter
+    from composer.wording import encoder_similarity
+    from retrieval import Encoder
     from retrieval.catalog_view import CatalogView
 
     products = store.products()
     if not products:
         raise UsageError("the catalog is empty; run `composer setup` or `composer ingest`")
-    return Copywriter(s, CatalogView(products).by_id())
+    similarity = encoder_similarity(Encoder(s.embedding_model))
+    return Copywriter(s, CatalogView(products).by_id(), similarity=similarity)
 
 
 @copy_app.callback()
@@ -660,7 +663,9 @@ def bench_page(
             rules = run_pages(composer_, shoppers, "rules", progress("rules pages", pages))
             ratio = constrained_ratio(composer_, shoppers[0], backend)
             # The retriever already holds the catalog; the same backends serve copy.
-            writer = Copywriter(s, retriever.catalog.by_id(), composer_.backends)
+            writer = Copywriter(
+                s, retriever.catalog.by_id(), composer_.backends, similarity=composer_.similarity()
+            )
             copy = (
                 run_copy(writer, products, backend, progress("copy requests", copies))
                 if copies

@@ -34,6 +34,7 @@ def copy_checks(
         "not_mostly_title": _title_share(text, titles) <= TITLE_SHARE_MAX,
         "no_debris": not _DEBRIS.search(own_words)
         and not [i for i in word_issues(text) if i.code in ("handle", "prompt_field", "markup")],
+        "finished": not [i for i in word_issues(text) if i.code == "unfinished"],
     }
 
 

@@ -51,6 +51,8 @@ class CopyResult(BaseModel):
     products: list[str]
     variants: list[CopyVariant]
     backend: str
+    # Variants the model wrote that failed a check: never shown as copy, kept for tuning.
+    rejected: list[CopyVariant] = []
     fallback: bool = False
     fallback_reason: str | None = None
     tokens: int = 0

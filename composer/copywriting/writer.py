@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from composer.backends import BackendRegistry
 from composer.copywriting.checks import copy_checks
 from composer.copywriting.model import CopyRequest, CopyResult, CopyVariant
 from composer.errors import UsageError
 from composer.layout import Locale
-from composer.llm.base import GenerationRequest, LLMError
+from composer.layout.model import ZH_CHARS
+from composer.llm.base import GenerationRequest, LLMBackend, LLMError
 from composer.prompting import PromptLibrary, clean_fact
 from composer.settings import Settings
+from composer.shop import ShopProfile, load_profile
+from composer.validation import copies, mentions
+from composer.wording.themes import title_words
+from composer.wording.writer import Similarity
 from retrieval import Product
 
 _KIND_TEXT = {
@@ -32,11 +37,14 @@ class Copywriter:
         catalog: Mapping[str, Product],
         backends: BackendRegistry | None = None,
         prompts: PromptLibrary | None = None,
+        similarity: Similarity | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.backends = backends or BackendRegistry(settings)
         self.prompts = prompts or PromptLibrary()
+        # Copy that names none of its products' words must be close to them in meaning.
+        self.similarity = similarity
 
     def variables(self, request: CopyRequest) -> dict[str, object]:
         missing = [p for p in request.products if p not in self.catalog]
@@ -63,21 +71,18 @@ class Copywriter:
         t0 = time.perf_counter()
         variables = self.variables(request)
         backend = self.backends.get(request.backend)
-        messages = self.prompts.render(self.settings.copy_prompt, variables)
-        schema = {
-            "type": "object",
-            "properties": {
-                "text": {"type": "string", "minLength": 3, "maxLength": request.limit()}
-            },
-            "required": ["text"],
-            "additionalProperties": False,
-        }
         titles = [p["title"] for p in variables["products"]]  # type: ignore[index]
+        profile = self._profile()
+        examples = profile.example_texts() if profile else []
+        words = [w for p in variables["products"] for w in _product_words(p)]  # type: ignore[union-attr]
 
         def checked(text: str) -> CopyVariant:
             checks = copy_checks(
                 text, request.locale, request.limit(), self.settings.banned_words, titles
             )
+            checks["not_an_example"] = copies(text, examples) is None
+            if request.locale == Locale.EN:
+                checks["on_topic"] = self._on_topic(text, words, titles, variables)
             return CopyVariant(text=text, checks=checks, passed=all(checks.values()))
 
         result = CopyResult(
@@ -90,32 +95,26 @@ class Copywriter:
         )
         seen: set[str] = set()
         failing: list[CopyVariant] = []
-        for attempt in range(request.n * TRIES_PER_VARIANT):
-            if len(result.variants) >= request.n:
-                break
-            gen_request = GenerationRequest(
-                messages=messages,
-                json_schema=schema,
-                max_tokens=max(32, request.limit()),
-                temperature=0.8,
-                seed=request.seed + attempt,
-                context=variables,
-            )
-            try:
-                generation = backend.generate(gen_request)[0]
-            except LLMError as exc:
-                result.fallback, result.fallback_reason = True, str(exc)
-                backend = self.backends.get("rules")
-                result.backend = "rules"
-                continue
-            result.tokens += generation.tokens
-            text = _text_of(generation.text)
-            if text is None or text.lower() in seen:
-                continue
-            seen.add(text.lower())
-            variant = checked(text)
-            (result.variants if variant.passed else failing).append(variant)
-        if len(result.variants) < request.n and backend.name != "rules":
+        completions = backend.reads_prompt and self.prompts.has_block(
+            self.settings.copy_prompt, "copy"
+        )
+        try:
+            if completions:
+                texts = self._completions(request, variables, backend, profile, result)
+            else:
+                texts = self._json_variants(request, variables, backend, result)
+            for text in texts:
+                if len(result.variants) >= request.n:
+                    break
+                if text is None or text.lower() in seen:
+                    continue
+                seen.add(text.lower())
+                variant = checked(text)
+                (result.variants if variant.passed else failing).append(variant)
+        except LLMError as exc:
+            result.fallback, result.fallback_reason = True, str(exc)
+            result.backend = "rules"
+        if len(result.variants) < request.n:
             # The model could not find enough distinct, clean variants: top up from templates.
             rules = self.backends.get("rules")
             for k in range(3):
@@ -129,12 +128,126 @@ class Copywriter:
                 if text and text.lower() not in seen:
                     seen.add(text.lower())
                     result.variants.append(checked(text))
-                    result.fallback = True
-                    result.fallback_reason = result.fallback_reason or "too few clean variants"
-        # Failing variants are shown last, with the checks they failed, only to fill up to n.
-        result.variants += failing[: max(0, request.n - len(result.variants))]
+                    if backend.name != "rules":
+                        result.fallback = True
+                        result.fallback_reason = result.fallback_reason or "too few clean variants"
+        # Variants that failed a check are never shown; they are kept, with the checks they
+        # failed, for whoever tunes the prompt.
+        result.rejected = failing
         result.seconds = round(time.perf_counter() - t0, 3)
         return result
+
+    def _json_variants(
+        self,
+        request: CopyRequest,
+        variables: dict[str, object],
+        backend: LLMBackend,
+        result: CopyResult,
+    ) -> Iterator[str | None]:
+        """copy_v1 (and the rules backend, which reads no prompt): one JSON answer per call,
+        a new seed per variant."""
+        messages = (
+            self.prompts.render(self.settings.copy_prompt, variables)
+            if backend.reads_prompt
+            else ()
+        )
+        schema = {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "minLength": 3, "maxLength": request.limit()}
+            },
+            "required": ["text"],
+            "additionalProperties": False,
+        }
+        for attempt in range(request.n * TRIES_PER_VARIANT):
+            generation = backend.generate(
+                GenerationRequest(
+                    messages=messages,
+                    json_schema=schema,
+                    max_tokens=max(32, request.limit()),
+                    temperature=0.8,
+                    seed=request.seed + attempt,
+                    context=variables,
+                )
+            )[0]
+            result.tokens += generation.tokens
+            yield _text_of(generation.text)
+
+    def _completions(
+        self,
+        request: CopyRequest,
+        variables: dict[str, object],
+        backend: LLMBackend,
+        profile: ShopProfile | None,
+        result: CopyResult,
+    ) -> Iterator[str | None]:
+        """copy_v2: candidates as one sampled batch, continuing copy written for the shop."""
+        bank = (
+            profile.for_locale(request.locale).copy_.get(request.kind.value, []) if profile else []
+        )
+        products = variables["products"]  # type: ignore[assignment]
+        first = products[0]  # type: ignore[index]
+        shown = [e for e in bank if e.product.lower() != first["title"].lower()][:3]
+        if len(shown) < 2:
+            result.fallback_reason = (
+                f"the shop profile has fewer than 2 {request.locale.value} "
+                f"{request.kind.value} examples"
+            )
+            return
+        prompt = self.prompts.render_block(
+            self.settings.copy_prompt,
+            "copy",
+            {
+                "shop_name": profile.name if profile else "",
+                "sells": profile.sells if profile else "",
+                "examples": shown,
+                "label": request.kind.value.capitalize(),
+                "product": " / ".join(p["title"] for p in products),  # type: ignore[index]
+                "category": ", ".join(first["categories"][:2]),
+            },
+        )
+        top = request.limit() - 1
+        if request.locale == Locale.ZH:
+            regex = f" ?[{ZH_CHARS}《》]{{2,{top}}}\\n"
+        else:  # one line of words: no markup, pipes or semicolons
+            regex = f" ?[A-Z0-9][A-Za-z0-9 ,.'’&!?:-]{{2,{top}}}\\n"
+        generations = backend.generate(
+            GenerationRequest(
+                messages=(),
+                prompt=prompt,
+                regex=regex,
+                stop=("\n",),
+                max_tokens=max(16, request.limit() // 2),
+                temperature=0.8,
+                seed=request.seed,
+                n=min(8, request.n * 2),
+            )
+        )
+        result.tokens += sum(g.tokens for g in generations)
+        for g in generations:
+            if g.finish_reason == "length":
+                continue  # cut off mid-sentence
+            text = " ".join(g.text.split())
+            yield text or None
+
+    def _on_topic(
+        self, text: str, words: list[str], titles: list[str], variables: dict[str, object]
+    ) -> bool:
+        if mentions(text, words):
+            return True
+        if self.similarity is None:
+            return True  # nothing to measure meaning with: naming is not required
+        about = "; ".join(titles)
+        return self.similarity(text, about) >= self.settings.words.theme_fit_min
+
+    def _profile(self) -> ShopProfile | None:
+        path = self.settings.resolved_profile_path()
+        return load_profile(path) if path.is_file() else None
+
+
+def _product_words(product: dict[str, object]) -> list[str]:
+    cats = list(product.get("categories") or [])  # type: ignore[call-overload]
+    return [*cats, *title_words(str(product.get("title", "")))]
 
 
 def _text_of(raw: str) -> str | None:

@@ -32,6 +32,7 @@ from composer.evaluation.vector_cache import CachedEncoder
 from composer.prompting import PromptLibrary
 from composer.provision import open_store
 from composer.settings import Settings
+from composer.wording import encoder_similarity
 from retrieval import Encoder, load_retriever
 from retrieval.catalog_view import CatalogView
 
@@ -223,15 +224,16 @@ def _run(
 ) -> SuiteRun:
     store = open_store(settings)
     try:
+        encoder = None
+        name = settings.embedding_model
+        if cache is not None:
+            encoder = CachedEncoder(name, cache, lambda: Encoder(name))
         if suite.task == "copy":
             catalog = CatalogView(store.products()).by_id()
             if not catalog:
                 raise UsageError("the catalog is empty; run `composer setup` first")
-            return runner.run_copy(suite, variants, catalog, options.limit)
-        encoder = None
-        if cache is not None:
-            name = settings.embedding_model
-            encoder = CachedEncoder(name, cache, lambda: Encoder(name))
+            similarity = encoder_similarity(encoder or Encoder(name))
+            return runner.run_copy(suite, variants, catalog, options.limit, similarity)
         base = load_retriever(settings.retrieval_config(), store, encoder)  # type: ignore[arg-type]
         if "relevance" in suite.metrics:
             holdout = build_holdout(base, store.all_events(), suite.split)

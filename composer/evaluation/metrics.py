@@ -256,7 +256,15 @@ _PAGE_METRICS = (
 )
 
 _COPY_METRICS = (
-    _m("pass_rate", group="structure", meaning="variants passing every copy check"),
+    _m("pass_rate", group="structure", meaning="shown variants passing every copy check"),
+    _m(
+        "rejected_rate",
+        group="structure",
+        higher=False,
+        field="rejected",
+        meaning="model variants the checks rejected (a title, debris, off-topic, a copied "
+        "example, …) and never showed",
+    ),
     _m(
         "fallback_rate",
         group="structure",
@@ -523,8 +531,10 @@ def copy_metrics(
     mentions = [
         any(mentions_theme(v.text, c, result.locale, rules) for c in categories) for v in variants
     ]
+    written = len(variants) + len(result.rejected)
     return {
         "pass_rate": sum(v.passed for v in variants) / n,
+        "rejected": len(result.rejected) / written if written else NAN,
         "fallback": float(result.fallback),
         "grounding_errors": float(
             sum(

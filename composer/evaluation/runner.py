@@ -32,6 +32,7 @@ from composer.pipeline import PageComposer
 from composer.prompting import PromptLibrary
 from composer.rendering import PageRenderer
 from composer.settings import Settings
+from composer.wording import Similarity
 from retrieval import Product
 
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -239,6 +240,7 @@ class EvalRunner:
         variants: Sequence[Variant],
         catalog: Mapping[str, Product],
         limit: int | None = None,
+        similarity: Similarity | None = None,
     ) -> SuiteRun:
         started = time.perf_counter()
         cases = suite.copy_tasks[:limit] if limit else list(suite.copy_tasks)
@@ -252,7 +254,7 @@ class EvalRunner:
             settings = self.settings_for(variant)
             if variant.prompt:
                 settings = settings.model_copy(update={"copy_prompt": variant.prompt})
-            writer = Copywriter(settings, catalog, registry, self.prompts)
+            writer = Copywriter(settings, catalog, registry, self.prompts, similarity)
             t = time.perf_counter()
             examples = self._map(
                 variant,

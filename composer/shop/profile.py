@@ -22,13 +22,25 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Example = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=60)]
 
 
-class LocaleExamples(BaseModel):
-    """Headlines per theme (a catalog category) and page titles per page kind."""
+class CopyExample(BaseModel):
+    """Product copy written for the shop: the product as the prompt shows it, and the text."""
 
     model_config = ConfigDict(extra="forbid")
 
+    product: Text
+    category: str = ""
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=240)]
+
+
+class LocaleExamples(BaseModel):
+    """Headlines per theme (a catalog category), page titles per page kind, and product
+    copy per kind (headline, tagline, description)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     headlines: dict[str, list[Example]] = Field(default_factory=dict)
     titles: dict[str, list[Example]] = Field(default_factory=dict)
+    copy_: dict[str, list[CopyExample]] = Field(default_factory=dict, alias="copy")
 
     def headline_count(self) -> int:
         return sum(len(v) for v in self.headlines.values())
@@ -56,6 +68,7 @@ class ShopProfile(BaseModel):
         for ex in self.examples.values():
             out += [t for texts in ex.headlines.values() for t in texts]
             out += [t for texts in ex.titles.values() for t in texts]
+            out += [c.text for texts in ex.copy_.values() for c in texts]
         return out
 
     def words_for(self, category: str) -> list[str]:
@@ -77,7 +90,7 @@ def load_profile(path: Path) -> ShopProfile:
 
 
 def save_profile(profile: ShopProfile, path: Path, header: str = "") -> None:
-    data = profile.model_dump(mode="json", exclude_defaults=False)
+    data = profile.model_dump(mode="json", exclude_defaults=False, by_alias=True)
     text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".yaml.part")

@@ -24,9 +24,7 @@ _MARKUP = re.compile(r"[<>{}\[\]`*#_=\\]|https?:|www\.|&\w+;")
 _NORMAL = re.compile(r"[^\w\s]")
 _DOUBLED = re.compile(r"\b(\w{3,})\W+\1\b", re.I)
 # A line cut off by its length bound ends in a joining word or a hyphen.
-_UNFINISHED = re.compile(
-    r"(?:[-,&/]|\b(?:and|or|of|the|a|an|for|with|from|your|that))\s*$", re.I
-)
+_UNFINISHED = re.compile(r"(?:[-,&/]|\b(?:and|or|of|the|a|an|for|with|from|your|that))\s*$", re.I)
 # Similar enough to an example to be a copy of it: a few characters apart on a short line.
 COPY_RATIO = 0.85
 

@@ -3,14 +3,23 @@
 from composer.wording.config import WordSettings
 from composer.wording.examples import headline_examples, title_examples
 from composer.wording.themes import ThemeWords, theme_words
-from composer.wording.writer import Candidate, WordChoice, WordWriter, field_regex
+from composer.wording.writer import (
+    Candidate,
+    Similarity,
+    WordChoice,
+    WordWriter,
+    encoder_similarity,
+    field_regex,
+)
 
 __all__ = [
     "Candidate",
+    "Similarity",
     "ThemeWords",
     "WordChoice",
     "WordSettings",
     "WordWriter",
+    "encoder_similarity",
     "field_regex",
     "headline_examples",
     "theme_words",

@@ -11,7 +11,7 @@ class WordSettings(BaseModel):
     )
     temperature: float = Field(0.8, gt=0, le=2, description="Sampling temperature.")
     examples: int = Field(3, ge=1, le=8, description="Examples from the shop's bank per prompt.")
-    max_tokens: int = Field(24, ge=4, le=64, description="Tokens per headline or title.")
+    max_tokens: int = Field(16, ge=4, le=64, description="Tokens per headline or title.")
     # Measured on 18 good and 12 bad headlines for five themes of three shops (tests/
     # test_words.py): nonsense and other shops' lines scored at most 0.19 against the theme
     # without naming it; good headlines that do not name their theme score 0.05-0.6.

@@ -29,6 +29,11 @@ from composer.wording.themes import ThemeWords
 Similarity = Callable[[str, str], float]
 
 
+def encoder_similarity(encoder: Any) -> Similarity:
+    """Cosine similarity of two texts under a normalising encoder (``encode_one``)."""
+    return lambda a, b: float(encoder.encode_one(a) @ encoder.encode_one(b))
+
+
 # Headlines and titles longer than this read as a list or a sentence, not as copy.
 HEADLINE_CHARS = 48
 TITLE_CHARS = 40
@@ -123,6 +128,7 @@ class WordWriter:
 
     def title(
         self,
+        kind: str,
         page: str,
         themes: Sequence[ThemeWords],
         locale: Locale,
@@ -135,7 +141,7 @@ class WordWriter:
         bank = self.profile.for_locale(locale)
         labels = [t.label for t in themes]
         variables = self._base(locale) | {
-            "examples": title_examples(bank, salt, self.settings.examples),
+            "examples": title_examples(bank, salt, self.settings.examples, exclude=kind),
             "page": page,
             "themes": ", ".join(labels),
         }
