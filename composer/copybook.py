@@ -32,6 +32,9 @@ class Copybook:
         options = self.data["headlines"]["category"]
         return _fit(options[index % len(options)].format(category=self.category(theme)))
 
+    def more_headline(self) -> str:
+        return self.data["headlines"]["more"]
+
     def query_headline(self, query: str) -> str:
         return _fit(self.data["headlines"]["query"].format(query=query))
 

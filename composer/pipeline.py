@@ -7,6 +7,7 @@ then the shopper gets the deterministic `rules` page: a page always comes back.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from composer.hydration import HydratedPage, HydratedSection, hydrate, to_layout
 from composer.layout import (
     GeneratedPage,
     GeneratedSection,
-    PageKind,
     PageLayout,
     generation_schema,
 )
@@ -33,7 +33,6 @@ from composer.trace import Attempt, PageTrace
 from composer.validation import PageChecker, parse, prompt_fragments
 from composer.wording import (
     Similarity,
-    ThemeWords,
     WordChoice,
     WordWriter,
     encoder_similarity,
@@ -85,13 +84,8 @@ class _Deadline(Exception):
     pass
 
 
-# How the title prompt names the page (data for a completion, not an instruction).
-_PAGE_WORDS = {
-    PageKind.HOME: "home page",
-    PageKind.CATEGORY: "category page",
-    PageKind.SEARCH: "search results",
-    PageKind.CAMPAIGN: "seasonal campaign",
-}
+# The layout-as-JSON prompt the decoding benchmarks use when the page prompt writes words.
+JSON_PROMPT = "page_v3"
 
 
 class PageComposer:
@@ -339,20 +333,21 @@ class PageComposer:
         attempt = Attempt()
         trace.attempts.append(attempt)
         salt = f"{trace.shopper}:{request.seed or 0}:{request.kind.value}:{request.query or ''}"
-        seed = int.from_bytes(salt.encode()[-8:].rjust(8, b"\0"), "big") % (2**31)
+        seed = int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=4).digest(), "big")
         fields = [variables["shopper_summary"]]
         t_gen = time.perf_counter()
         sections: list[GeneratedSection] = []
-        themes: list[ThemeWords] = []
+        themes = [
+            theme_words(section.theme, section.items, handles, products, profile, request.locale)
+            for section in rules.sections
+        ]
         try:
-            for n, section in enumerate(rules.sections):
+            for n, (section, theme) in enumerate(zip(rules.sections, themes, strict=True)):
                 if time.perf_counter() > deadline:
                     raise _Deadline
-                theme = theme_words(section.theme, handles, products, profile, request.locale)
-                themes.append(theme)
                 choice = writer.headline(
-                    f"sections[{n}].headline", theme, request.locale, f"{salt}:{n}",
-                    seed + 7919 * n, [s.headline for s in sections], section.headline, fields,
+                    f"sections[{n}].headline", theme, request.locale, salt, seed + 7919 * n,
+                    [s.headline for s in sections], section.headline, fields, themes,
                 )  # fmt: skip
                 self._record_choice(trace, attempt, choice)
                 sections.append(section.model_copy(update={"headline": choice.text}))
@@ -360,9 +355,11 @@ class PageComposer:
                 yield self._section_event(n, sections[-1], handles, candidates, products, request)
             if time.perf_counter() > deadline:
                 raise _Deadline
+            # Should no candidate pass, the shop's own title for this kind of page stands in.
+            own = profile.for_locale(request.locale).titles.get(request.kind.value)
             choice = writer.title(
-                request.kind.value, _PAGE_WORDS[request.kind], themes, request.locale, salt,
-                seed + 104729, [s.headline for s in sections], rules.title, fields,
+                themes, request.locale, salt, seed + 104729, [s.headline for s in sections],
+                own[0] if own else rules.title, fields,
             )  # fmt: skip
             self._record_choice(trace, attempt, choice)
             title = choice.text
@@ -416,14 +413,17 @@ class PageComposer:
     def generation_request(
         self, request: PageRequest, max_tokens: int | None = None
     ) -> GenerationRequest:
-        """The prompt and schema this composer would send for ``request`` (for benchmarks)."""
+        """The one-JSON-answer prompt and schema for ``request`` (for the decoding and
+        prefix-cache benchmarks). A words prompt (page_v4) has no such request: the layout
+        prompt `JSON_PROMPT` stands in, so the benchmarks measure the same thing as before."""
         candidates = self._retrieve(request)
         handles = HandleMap.build(candidates)
         cat = self.retriever.catalog
         products = {pid: cat.products[cat.index[pid]] for pid in handles.products.values()}
-        _, messages, schema = self.prompt_for(
-            request, candidates, handles, products, request.prompt or self.settings.prompt
-        )
+        prompt = request.prompt or self.settings.prompt
+        if self.prompts.has_block(prompt, "headline"):
+            prompt = JSON_PROMPT
+        _, messages, schema = self.prompt_for(request, candidates, handles, products, prompt)
         return GenerationRequest(
             messages=messages,
             json_schema=schema,

@@ -37,6 +37,22 @@ EVENTS = (
 )
 
 
+PROFILE = """
+name: Late Show
+sells: films for a night in
+examples:
+  en:
+    headlines:
+      Action: [Action that never lets up]
+      Horror: [Horror for a sleepless night]
+      Western: [Westerns under wide skies]
+      Thriller: [Thrillers for the edge of your seat]
+    titles:
+      search: [Films that match your search]
+      campaign: [Season of great cinema]
+"""
+
+
 def test_clean_fact_removes_markup_and_bounds_length() -> None:
     assert "<" not in clean_fact(SCRIPT) and ">" not in clean_fact(SCRIPT)
     assert len(clean_fact(STEER)) <= 48
@@ -61,14 +77,18 @@ def test_injected_titles_render_inert_and_do_not_steer(
         == 0
     )
     settings = Settings(page_deadline_s=600)
+    settings.resolved_profile_path().write_text(PROFILE, encoding="utf-8")
     store = open_store(settings)
     try:
         composer = PageComposer(settings, load_retriever(settings.retrieval_config(), store))
         result = composer.compose(PageRequest(shopper_id="fan", format="html", seed=2))
     finally:
         store.close()
+    # The real model wrote the words (no fallback), with the hostile products on the page.
+    assert result.trace.backend == "transformers" and not result.trace.fallback
+    assert any(w["source"] == "llm" for w in result.trace.words)
     shown = {c["product_id"] for c in result.trace.candidates}
-    assert {"x1", "x2"} <= shown, "the hostile products must reach the prompt for this test"
+    assert {"x1", "x2"} <= shown, "the hostile products must reach the page for this test"
     html = result.html
     assert SCRIPT not in html and "<script" not in html.lower()
     if "x1" in result.page.product_ids():

@@ -31,17 +31,19 @@ def copy_checks(
         else locale == Locale.EN,
         # Repeating a title verbatim is no copy at all (the small model's favourite failure).
         "not_just_title": text.strip().strip('"').lower() not in {t.lower() for t in titles},
-        "not_mostly_title": _title_share(text, titles) <= TITLE_SHARE_MAX,
+        "not_mostly_title": locale != Locale.EN or not _mostly_title(text, titles),
         "no_debris": not _DEBRIS.search(own_words)
         and not [i for i in word_issues(text) if i.code in ("handle", "prompt_field", "markup")],
         "finished": not [i for i in word_issues(text) if i.code == "unfinished"],
     }
 
 
-def _title_share(text: str, titles: list[str]) -> float:
-    """The share of the variant's words that are words of the products' titles."""
+def _mostly_title(text: str, titles: list[str]) -> bool:
+    """Most of the variant's words are the products' titles, and it adds fewer than three of
+    its own ("Duracell D Alkaline Batteries, 14-count; Batteries", "Discover Toy Story")."""
     words = normalise(text).split()
     if not words:
-        return 1.0
+        return True
     title_words = {w for t in titles for w in normalise(t).split()}
-    return sum(w in title_words for w in words) / len(words)
+    own = sum(w not in title_words for w in words)
+    return own < 3 and (len(words) - own) / len(words) > TITLE_SHARE_MAX

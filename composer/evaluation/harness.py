@@ -123,6 +123,12 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
     settings = settings.model_copy(update={"page_deadline_s": options.deadline_s})
     if suite.shop is not None:
         settings = shop_settings(settings, suite.shop, progress)
+    if suite.profile or suite.shop:
+        from composer.shop.setup import packaged_profile
+
+        settings = settings.model_copy(
+            update={"shop_profile": packaged_profile(suite.profile or suite.shop or "")}
+        )
     prompts = PromptLibrary()
     default_prompt = settings.prompt if suite.task == "pages" else settings.copy_prompt
     variants = plan_variants(

@@ -125,6 +125,10 @@ class Suite(_Strict):
     # A packaged shop of real public data (`composer init --packaged NAME`), set up in
     # ARTIFACTS_DIR/shops/NAME when missing; none: the shop of the settings.
     shop: str | None = None
+    # The packaged profile (`evals/shops/NAME.yaml`) pages are written with, instead of the
+    # shop's own copy, which its owner may have edited: a baseline must not depend on it.
+    # A `shop:` suite uses that shop's profile.
+    profile: str | None = None
     task: Literal["pages", "copy"] = "pages"
     split: SplitSpec = Field(default_factory=SplitSpec)
     requests: list[PageCase] = Field(default_factory=list)

@@ -1,7 +1,7 @@
 """Page words (headlines, titles) as short few-shot completions, checked and chosen."""
 
 from composer.wording.config import WordSettings
-from composer.wording.examples import headline_examples, title_examples
+from composer.wording.examples import headline_examples
 from composer.wording.themes import ThemeWords, theme_words
 from composer.wording.writer import (
     Candidate,
@@ -23,5 +23,4 @@ __all__ = [
     "field_regex",
     "headline_examples",
     "theme_words",
-    "title_examples",
 ]

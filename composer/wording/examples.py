@@ -27,18 +27,3 @@ def headline_examples(
     return [
         (t, min(bank.headlines[t], key=lambda text, t=t: _order(salt + t, text))) for t in themes
     ]
-
-
-def title_examples(
-    bank: LocaleExamples, salt: str, k: int = 3, exclude: str | None = None
-) -> list[tuple[str, str]]:
-    """Up to ``k`` (page kind, title) pairs, one per page kind other than ``exclude`` (the
-    page's own: its example would be copied word for word), rotated."""
-    kinds = sorted(
-        (kind for kind, texts in bank.titles.items() if texts and kind != exclude),
-        key=lambda kd: _order(salt, kd),
-    )
-    return [
-        (kd, min(bank.titles[kd], key=lambda text, kd=kd: _order(salt + kd, text)))
-        for kd in kinds[:k]
-    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from composer.copybook import copybook
@@ -60,13 +61,16 @@ class ThemeWords:
 
 def theme_words(
     handle: str,
+    section_items: Sequence[str],
     handles: HandleMap,
     products: dict[str, Product],
     profile: ShopProfile | None,
     locale: Locale,
 ) -> ThemeWords:
+    """Words of the section's theme and of the products the section shows (a section of
+    leftovers shares the top picks' theme, not its products)."""
     category = handles.theme_categories.get(handle)
-    items = [products[handles.products[h]] for h in handles.theme_products.get(handle, ())]
+    items = [products[handles.products[h]] for h in section_items if h in handles.products]
     if category:
         cats = [category]
     else:

@@ -23,7 +23,7 @@ from composer.shop import ShopProfile
 from composer.validation.checks import text_checks
 from composer.validation.words import mentions, normalise, word_issues
 from composer.wording.config import WordSettings
-from composer.wording.examples import headline_examples, title_examples
+from composer.wording.examples import headline_examples
 from composer.wording.themes import ThemeWords
 
 Similarity = Callable[[str, str], float]
@@ -77,6 +77,14 @@ class WordChoice:
         }
 
 
+def _theme_names(themes: Sequence[ThemeWords]) -> set[str]:
+    names: set[str] = set()
+    for t in themes:
+        names |= {t.category} if t.category else set()
+        names |= set(t.label.split(" & "))
+    return names
+
+
 class WordWriter:
     def __init__(
         self,
@@ -109,14 +117,18 @@ class WordWriter:
         taken: Sequence[str],
         fallback: str,
         prompt_fields: Sequence[str],
+        page_themes: Sequence[ThemeWords] = (),
     ) -> WordChoice:
+        """``page_themes``: every theme on the page. Their examples are left out for every
+        section, so all of a page's headline prompts share one prefix (the shop line and
+        the examples; in-process and vLLM prefix caches reuse it) and none shows a theme
+        the page is about."""
         bank = self.profile.for_locale(locale)
-        exclude = {theme.category} if theme.category else set()
-        exclude |= {w for w in theme.label.split(" & ")}
-        variables = self._base(locale) | {
-            "examples": headline_examples(bank, exclude, salt, self.settings.examples),
-            "theme": theme.label,
-        }
+        k = self.settings.examples
+        examples = headline_examples(bank, _theme_names([theme, *page_themes]), salt, k)
+        if len(examples) < 2:  # a small bank: leave out this section's own theme only
+            examples = headline_examples(bank, _theme_names([theme]), salt, k)
+        variables = self._base(locale) | {"examples": examples, "theme": theme.label}
         prompt = self.prompts.render_block(self.prompt_name, "headline", variables)
         regex = field_regex(locale, HEADLINE_MIN, HEADLINE_CHARS)
         return self._choose(
@@ -128,8 +140,6 @@ class WordWriter:
 
     def title(
         self,
-        kind: str,
-        page: str,
         themes: Sequence[ThemeWords],
         locale: Locale,
         salt: str,
@@ -138,20 +148,21 @@ class WordWriter:
         fallback: str,
         prompt_fields: Sequence[str],
     ) -> WordChoice:
+        """A headline for the page's two leading themes, under a title's bounds."""
         bank = self.profile.for_locale(locale)
-        labels = [t.label for t in themes]
-        variables = self._base(locale) | {
-            "examples": title_examples(bank, salt, self.settings.examples, exclude=kind),
-            "page": page,
-            "themes": ", ".join(labels),
-        }
+        lead = [t for t in themes if t.category][:2] or list(themes[:1])
+        label = " & ".join(dict.fromkeys(part for t in lead for part in t.label.split(" & ")))
+        examples = headline_examples(bank, _theme_names(themes), salt, self.settings.examples)
+        if len(examples) < 2:
+            examples = headline_examples(bank, _theme_names(lead), salt, self.settings.examples)
+        variables = self._base(locale) | {"examples": examples, "theme": label}
         prompt = self.prompts.render_block(self.prompt_name, "title", variables)
         words = tuple(w for t in themes for w in t.words)
-        text = "; ".join(labels)
+        text = "; ".join(t.text for t in lead)
         regex = field_regex(locale, 3, TITLE_CHARS, commas=False)
+        names = [label, *(part for t in themes for part in t.label.split(" & "))]
         return self._choose(
-            "title", prompt, regex, seed, locale, words, text,
-            [*labels, *(c for t in themes for c in t.label.split(" & "))], taken, fallback,
+            "title", prompt, regex, seed, locale, words, text, names, taken, fallback,
             prompt_fields, 3, TITLE_MAX, NO_CAP if locale == Locale.ZH else TITLE_CHARS,
         )  # fmt: skip
 
@@ -232,13 +243,19 @@ class WordWriter:
         issues += [i.code for i in word_issues(text, self._examples, prompt_fields, theme_names)]
         if normalise(text) in {normalise(t) for t in taken}:
             issues.append("repeats_page")
+        if locale == Locale.EN and len(text.split()) < 2:
+            issues.append("too_short")  # one word is a label ("Adventure"), not copy
         if normalise(text) in {normalise(n) for n in theme_names}:
             issues.append("echo")  # the theme's own name is a label, not a headline
         if len(text) >= hi_chars - 1:
             issues.append("unfinished")  # cut off by the length bound of the grammar
         named = mentions(text, words)
-        similarity = self.similarity(text, theme_text) if self.similarity else 0.0
-        if not named and (self.similarity is None or similarity < self.settings.theme_fit_min):
+        # MiniLM is an English model: for Chinese words its similarity means nothing, so a
+        # Chinese headline must name its theme (the 135M model's Chinese is mostly debris
+        # that passes every other check: "领度福福").
+        measured = self.similarity is not None and locale != Locale.ZH
+        similarity = self.similarity(text, theme_text) if measured and self.similarity else 0.0
+        if not named and (not measured or similarity < self.settings.theme_fit_min):
             issues.append("off_theme")
         # Naming the theme matters most; meaning breaks ties between candidates that do;
         # past six words, shorter reads better.
