@@ -92,7 +92,7 @@ def test_smoke_suite_holds_against_the_committed_baseline(first_run: CliRun) -> 
     variant = data["variants"][default]
     # The real model wrote the words: no page fell back, and none copied the prompt.
     assert variant["fallback_rate"] == 0.0 and variant["words_replaced_rate"] < 0.5
-    assert variant["prompt_copy_rate"] <= 0.05 and variant["nonsense_shown"] == 0.0
+    assert variant["prompt_copy_rate"] <= 0.1 and variant["nonsense_shown"] == 0.0
     for key in (
         "valid_rate",
         "grounding_errors",

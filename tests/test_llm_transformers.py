@@ -122,7 +122,7 @@ def test_forced_json_is_not_decoded_token_by_token(
     assert any(n > 1 for n in decode_steps)  # forced tokens ride along with a sampled one
     assert len(steps) < gen.tokens
     # The opening `{"category":"` is forced before any choice: prefilled with the prompt.
-    assert backend._encode(request.messages).shape[1] < steps[0] + (gen.cached_tokens or 0)
+    assert backend._encode(request).shape[1] < steps[0] + (gen.cached_tokens or 0)
 
 
 def test_enum_holds_against_the_prompt(backend: TransformersBackend) -> None:

@@ -320,7 +320,6 @@ def metric_names(task: str) -> list[str]:
 # -- text helpers --------------------------------------------------------------------------
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK = re.compile(f"[{_HAN}]")
 _WORD = re.compile(r"[\w'’-]+")
 # A Han character alone, or a run of other word characters (inner ' and - kept: "sci-fi").
 _TOKEN = re.compile(f"[{_HAN}]|[^\\W{_HAN}]+(?:['’-][^\\W{_HAN}]+)*")
@@ -358,25 +357,11 @@ def headline_length_ok(text: str, locale: Locale, rules: CopyRules) -> bool:
 
 
 def mentions_theme(text: str, category: str, locale: Locale, rules: CopyRules) -> bool:
-    lowered = text.lower()
     words = [category, *rules.theme_words.get(category, [])]
     if locale == Locale.ZH:
         local = copybook(locale).category(category)
         words += [local, local.removesuffix("片")]
-    for w in words:
-        w = w.lower().strip()
-        if not w:
-            continue
-        if _CJK.search(w):
-            if w in lowered:
-                return True
-            continue
-        # A stem, so "comedies" names Comedy and "dramatic" names Drama; short words whole
-        # ("war" and "wars", not "warm").
-        pattern = rf"\b{re.escape(w)}s?\b" if len(w) <= 4 else rf"\b{re.escape(w[:-1])}"
-        if re.search(pattern, lowered):
-            return True
-    return False
+    return mentions(text, words)
 
 
 def degenerate(text: str) -> bool:

@@ -11,20 +11,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrieval.ingest import (
+    CATALOG_OPTIONAL,
+    CATALOG_REQUIRED,
+    INTERACTIONS_OPTIONAL,
+    INTERACTIONS_REQUIRED,
+)
 from retrieval.records import Interaction, Product, Shopper
 
-CATALOG_COLUMNS = (
-    "product_id",
-    "title",
-    "categories",
-    "price",
-    "in_stock",
-    "year",
-    "description",
-    "image_url",
-    "url",
-)
-INTERACTION_COLUMNS = ("shopper_id", "product_id", "timestamp", "kind", "value")
+# The generic ingest format, column for column: a packaged shop goes in like any shop's files.
+CATALOG_COLUMNS = CATALOG_REQUIRED + CATALOG_OPTIONAL
+INTERACTION_COLUMNS = INTERACTIONS_REQUIRED + INTERACTIONS_OPTIONAL
 
 _SPACES = re.compile(r"\s+")
 
