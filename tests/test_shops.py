@@ -129,3 +129,19 @@ def test_electronics_pages_use_no_word_only_another_shop_would(
         shown += [result.layout.title] + [s.headline for s in result.layout.sections]
     pairs = {p for t in shown for p in _pairs(t)}
     assert not pairs & foreign, (shown, pairs & foreign)
+
+
+def test_init_with_a_bad_option_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(CATALOG, encoding="utf-8")
+    folder = tmp_path / "kitchen"
+    assert run(["init", "--catalog", str(catalog), "--dir", str(folder), "--currency", "$$"]) == 2
+    assert "currency" in capsys.readouterr().err
+    store = open_store(Settings(artifacts_dir=folder, cache_dir=CACHE))
+    try:
+        assert store.counts()["products"] == 0
+    finally:
+        store.close()
+    assert not (folder / "shop.yaml").exists()

@@ -114,7 +114,13 @@ def init(
     if folder is not None:
         # The new folder keeps the downloads and models of the current cache.
         s = base.model_copy(
-            update={"artifacts_dir": folder, "cache_dir": base.resolved_cache_dir()}
+            update={
+                "artifacts_dir": folder,
+                "cache_dir": base.resolved_cache_dir(),
+                "database_url": None,
+                "chroma_path": None,
+                "shop_profile": None,
+            }
         )
     store = open_store(s)
     try:

@@ -8,7 +8,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from composer.errors import UsageError
+from pydantic import ValidationError
+
+from composer.errors import UsageError, first_error
 from composer.resources import resource_dir
 from composer.settings import Settings
 from composer.shop.profile import LocaleExamples, ShopProfile, save_profile
@@ -59,13 +61,16 @@ def draft_profile(
 ) -> ShopProfile:
     counts = Counter(c for p in products for c in p.categories)
     top = [c for c, _ in counts.most_common(3)]
-    return ShopProfile(
-        name=name,
-        sells=sells or (", ".join(top) + " and more" if top else "a range of products"),
-        currency=currency,
-        theme_words={c: [] for c, _ in counts.most_common(12)},
-        examples={"en": LocaleExamples(headlines={}, titles={})},  # type: ignore[dict-item]
-    )
+    try:
+        return ShopProfile(
+            name=name,
+            sells=sells or (", ".join(top) + " and more" if top else "a range of products"),
+            currency=currency,
+            theme_words={c: [] for c, _ in counts.most_common(12)},
+            examples={"en": LocaleExamples(headlines={}, titles={})},  # type: ignore[dict-item]
+        )
+    except ValidationError as exc:
+        raise UsageError(first_error(exc, "profile")) from None
 
 
 def init_shop(
@@ -89,6 +94,11 @@ def init_shop(
     products = read_catalog(catalog)
     known = store.product_ids() | {p.product_id for p in products}
     events = read_interactions(interactions, known) if interactions else []
+    target = settings.resolved_profile_path()
+    # Drafted before anything is written: a bad --currency or --name fails the call whole.
+    draft = None
+    if not target.is_file() and profile_source is None:
+        draft = draft_profile(products, name, sells, currency)
     store.ingest(products, events)
     report = InitReport(
         folder=str(settings.artifacts_dir),
@@ -98,13 +108,13 @@ def init_shop(
         events=len(events),
     )
     report.build = build(settings.retrieval_config(), store, progress=progress)
-    target = settings.resolved_profile_path()
     if not target.is_file():
-        if profile_source is not None:
+        if draft is not None:
+            save_profile(draft, target, _DRAFT_HEADER)
+        else:
+            assert profile_source is not None
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(profile_source, target)
-        else:
-            save_profile(draft_profile(products, name, sells, currency), target, _DRAFT_HEADER)
         report.profile_written = True
     report.categories = sorted({c for p in products for c in p.categories})
     return report
