@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from composer.backends import BackendRegistry
-from composer.errors import ComposerError
+from composer.errors import ComposerError, UsageError
 from composer.hydration import HydratedPage, HydratedSection, hydrate, to_layout
 from composer.layout import (
     GeneratedPage,
@@ -313,9 +313,14 @@ class PageComposer:
         keeps its rules text. Sections stream as their headline is chosen."""
         timings = trace.timings_ms
         rules = self._rules_page(variables, handles, request)
-        profile = self.profile()
+        try:
+            profile = self.profile()
+        except UsageError as exc:  # a broken shop.yaml must not cost shoppers their page
+            profile, broken = None, str(exc)
+        else:
+            broken = None
         if profile is None or not profile.for_locale(request.locale).headline_count():
-            why = (
+            why = broken or (
                 f"no shop profile at {self.settings.resolved_profile_path()}"
                 if profile is None
                 else f"the shop profile has no {request.locale.value} example headlines"
@@ -355,11 +360,9 @@ class PageComposer:
                 yield self._section_event(n, sections[-1], handles, candidates, products, request)
             if time.perf_counter() > deadline:
                 raise _Deadline
-            # Should no candidate pass, the shop's own title for this kind of page stands in.
-            own = profile.for_locale(request.locale).titles.get(request.kind.value)
             choice = writer.title(
                 themes, request.locale, salt, seed + 104729, [s.headline for s in sections],
-                own[0] if own else rules.title, fields,
+                rules.title, fields,
             )  # fmt: skip
             self._record_choice(trace, attempt, choice)
             title = choice.text
@@ -387,6 +390,13 @@ class PageComposer:
             codes = sorted({i for c in choice.candidates for i in c.issues}) or ["no candidate"]
             attempt.issues.append(f"{choice.where}: rules text kept ({', '.join(codes)})")
             trace.repairs.append(f"{choice.where} replaced by the rules text")
+
+    def profile_stamp(self) -> int:
+        """Changes when the profile file does (0 when there is none)."""
+        try:
+            return self.settings.resolved_profile_path().stat().st_mtime_ns
+        except OSError:
+            return 0
 
     def profile(self) -> ShopProfile | None:
         """The shop's profile, read again when the file changes."""
@@ -500,7 +510,9 @@ class PageComposer:
         self, variables: dict[str, Any], handles: HandleMap, request: PageRequest
     ) -> GeneratedPage:
         page = self._rules_generated(variables)
-        checker = PageChecker(handles, request.locale, request.max_sections)
+        # Rules words are templates around catalog facts and the shopper's own query ("Because
+        # you searched “usb_c cable”"): the checks for what a model invents do not apply.
+        checker = PageChecker(handles, request.locale, request.max_sections, word_checks=False)
         for n, sec in enumerate(page.sections):
             checker.section(sec, f"sections[{n}]")
         return GeneratedPage(title=page.title, sections=checker.accepted or page.sections)

@@ -152,3 +152,17 @@ def test_distinct_titles_and_absolute_gate_bounds_on_hand_computed_cases() -> No
     assert _out_of_bounds(worse, delta, Tolerance(min_upper=0.0), idx) is not None
     level = [{"ndcg_delta": v} for v in (0.0, 0.1, -0.1, 0.0)]
     assert _out_of_bounds(level, delta, Tolerance(min_upper=0.0), idx) is None
+
+
+def test_a_broken_profile_costs_the_words_not_the_page(ml_shop: BuiltShop, tmp_path: Path) -> None:
+    broken = tmp_path / "shop.yaml"
+    broken.write_text("name: [unclosed\n", encoding="utf-8")
+    settings = Settings(
+        artifacts_dir=ml_shop.settings.artifacts_dir, cache_dir=CACHE, shop_profile=broken
+    )
+    composer = PageComposer(settings, ml_shop.retriever, BackendRegistry(settings))
+    result = composer.compose(PageRequest(shopper_id="42", kind="search", query="usb_c cable"))
+    assert result.trace.fallback and "not valid YAML" in (result.trace.fallback_reason or "")
+    # The rules words around the shopper's own query are not held to the model's checks:
+    # the hero that names the query stays on the page.
+    assert "usb_c cable" in result.layout.sections[0].headline

@@ -109,7 +109,10 @@ class PageService:
         backend = request.backend or self.settings.llm_backend
         prompt = request.prompt or self.settings.prompt
         try:
-            prompt_hash = self.services.prompts.file_hash(prompt)
+            # The shop's profile writes the words too: an edited profile must not be
+            # answered from pages cached before the edit.
+            stamp = self.services.composer.profile_stamp()
+            prompt_hash = f"{self.services.prompts.file_hash(prompt)}:{stamp}"
         except UsageError as exc:
             raise FieldError("prompt", str(exc)) from None
         state = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping
 
@@ -27,6 +28,7 @@ _KIND_TEXT = {
     "description": "short product description (two sentences at most)",
 }
 _LANGUAGE = {Locale.EN: "English", Locale.ZH: "Simplified Chinese (简体中文)"}
+logger = logging.getLogger(__name__)
 TRIES_PER_VARIANT = 3  # distinct, passing variants are sampled; give up after this many each
 
 
@@ -76,10 +78,10 @@ class Copywriter:
         examples = profile.example_texts() if profile else []
         words = [w for p in variables["products"] for w in _product_words(p)]  # type: ignore[union-attr]
 
+        banned = [*self.settings.banned_words, *(profile.banned_words if profile else [])]
+
         def checked(text: str) -> CopyVariant:
-            checks = copy_checks(
-                text, request.locale, request.limit(), self.settings.banned_words, titles
-            )
+            checks = copy_checks(text, request.locale, request.limit(), banned, titles)
             checks["not_an_example"] = copies(text, examples) is None
             if request.locale == Locale.EN:
                 checks["on_topic"] = self._on_topic(text, words, titles, variables)
@@ -241,8 +243,16 @@ class Copywriter:
         return self.similarity(text, about) >= self.settings.words.theme_fit_min
 
     def _profile(self) -> ShopProfile | None:
+        """The shop's profile; a broken one is as good as none (rules copy, with a log
+        line), since a shop's typo must not turn every copy request into an error."""
         path = self.settings.resolved_profile_path()
-        return load_profile(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return load_profile(path)
+        except UsageError as exc:
+            logger.warning("copy without the shop profile: %s", exc)
+            return None
 
 
 def _product_words(product: dict[str, object]) -> list[str]:

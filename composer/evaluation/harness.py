@@ -241,9 +241,9 @@ def _run(
             similarity = encoder_similarity(encoder or Encoder(name))
             return runner.run_copy(suite, variants, catalog, options.limit, similarity)
         base = load_retriever(settings.retrieval_config(), store, encoder)  # type: ignore[arg-type]
-        if "relevance" in suite.metrics:
+        if "relevance" in suite.metrics or suite.sample or any(c.shopper for c in suite.requests):
             holdout = build_holdout(base, store.all_events(), suite.split)
-        else:  # no held-out future to judge by (e.g. a shop without shopper histories)
+        else:  # anonymous sessions only: no held-out future to judge by
             holdout = Holdout(base, {})
         return runner.run_pages(suite, variants, holdout, options.limit)
     finally:

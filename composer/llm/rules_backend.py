@@ -59,7 +59,8 @@ class RulesBackend:
             limit = HERO_MAX_ITEMS if not sections else MAX_ITEMS if n == last else 4
             handles = theme["handles"]
             if not sections:
-                handles = [h for h in handles if _rank(h) <= HERO_MAX_ITEMS] or handles
+                lead = [h for h in handles if _rank(h) <= HERO_MAX_ITEMS]
+                handles = lead if len(lead) >= 2 else handles
             items = [h for h in handles if h not in used][:limit]
             if len(items) < 2:
                 continue

@@ -79,6 +79,7 @@ class PageChecker:
         max_sections: int,
         examples: Sequence[str] = (),
         prompt_fields: Sequence[str] = (),
+        word_checks: bool = True,
     ) -> None:
         self.handles = handles
         self.locale = locale
@@ -86,6 +87,7 @@ class PageChecker:
         # The prompt's own example words and request fields: shown words must not repeat them.
         self.examples = list(examples)
         self.prompt_fields = list(prompt_fields)
+        self.word_checks = word_checks
         self.used: set[str] = set()
         self.accepted: list[GeneratedSection] = []
 
@@ -148,6 +150,8 @@ class PageChecker:
         return section, [], repairs
 
     def _word_checks(self, where: str, text: str) -> list[Issue]:
+        if not self.word_checks:
+            return []
         return [
             Issue(i.code, where, i.message)
             for i in word_issues(text, self.examples, self.prompt_fields)

@@ -243,6 +243,9 @@ class WordWriter:
         issues += [i.code for i in word_issues(text, self._examples, prompt_fields, theme_names)]
         if normalise(text) in {normalise(t) for t in taken}:
             issues.append("repeats_page")
+        lowered = f" {normalise(text)} "
+        if any(f" {normalise(w)} " in lowered for w in self.profile.banned_words):
+            issues.append("banned_word")
         if locale == Locale.EN and len(text.split()) < 2:
             issues.append("too_short")  # one word is a label ("Adventure"), not copy
         if normalise(text) in {normalise(n) for n in theme_names}:
