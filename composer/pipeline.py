@@ -27,7 +27,7 @@ from composer.page_request import PageRequest
 from composer.prompting import HandleMap, PromptLibrary, page_variables
 from composer.rendering import PageRenderer
 from composer.settings import Settings
-from composer.shop import ShopProfile, load_profile
+from composer.shop import ProfileFile, ShopProfile
 from composer.streaming import SectionScanner
 from composer.trace import Attempt, PageTrace
 from composer.validation import PageChecker, parse, prompt_fragments
@@ -102,7 +102,7 @@ class PageComposer:
         self.backends = backends or BackendRegistry(settings)
         self.prompts = prompts or PromptLibrary()
         self.renderer = renderer or PageRenderer(settings.currency)
-        self._profile: tuple[int, ShopProfile] | None = None
+        self.profile_file = ProfileFile(settings.resolved_profile_path())
 
     def compose(self, request: PageRequest) -> PageResult:
         for event in self.stream(request):
@@ -332,7 +332,7 @@ class PageComposer:
             return rules
         writer = WordWriter(
             backend, self.prompts, request.prompt or self.settings.prompt, profile,
-            self.settings.words, self._similarity(),
+            self.settings.words, self.similarity(),
         )  # fmt: skip
         trace.prompt_examples = writer.prompt_texts()
         attempt = Attempt()
@@ -393,27 +393,14 @@ class PageComposer:
 
     def profile_stamp(self) -> int:
         """Changes when the profile file does (0 when there is none)."""
-        try:
-            return self.settings.resolved_profile_path().stat().st_mtime_ns
-        except OSError:
-            return 0
+        return self.profile_file.stamp()
 
     def profile(self) -> ShopProfile | None:
         """The shop's profile, read again when the file changes."""
-        path = self.settings.resolved_profile_path()
-        try:
-            stamp = path.stat().st_mtime_ns
-        except OSError:
-            return None
-        if self._profile is None or self._profile[0] != stamp:
-            self._profile = (stamp, load_profile(path))
-        return self._profile[1]
+        return self.profile_file.current()
 
     def similarity(self) -> Similarity | None:
         """Meaning-closeness of two texts with the retriever's encoder, when it has one."""
-        return self._similarity()
-
-    def _similarity(self) -> Similarity | None:
         vector = self.retriever.vector
         encoder = vector.encoder if vector is not None else None
         if encoder is None:

@@ -91,6 +91,19 @@ class Settings(BaseSettings):
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or self.artifacts_dir / "cache"
 
+    def for_shop_folder(self, folder: Path) -> Settings:
+        """These settings for a shop set up in ``folder``: its own store, index and
+        profile there, the downloads and models of this cache."""
+        return self.model_copy(
+            update={
+                "artifacts_dir": folder,
+                "cache_dir": self.resolved_cache_dir(),
+                "database_url": None,
+                "chroma_path": None,
+                "shop_profile": None,
+            }
+        )
+
     def resolved_profile_path(self) -> Path:
         return self.shop_profile or self.artifacts_dir / "shop.yaml"
 

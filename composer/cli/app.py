@@ -109,19 +109,9 @@ def init(
 
     if (catalog is None) == (packaged is None):
         raise UsageError("give --catalog FILE (and --interactions FILE), or --packaged NAME")
-    base = settings()
-    s = base
+    s = settings()
     if folder is not None:
-        # The new folder keeps the downloads and models of the current cache.
-        s = base.model_copy(
-            update={
-                "artifacts_dir": folder,
-                "cache_dir": base.resolved_cache_dir(),
-                "database_url": None,
-                "chroma_path": None,
-                "shop_profile": None,
-            }
-        )
+        s = s.for_shop_folder(folder)
     store = open_store(s)
     try:
         with progress_bars(not json_out) as progress:

@@ -16,7 +16,7 @@ from composer.layout.model import ZH_CHARS
 from composer.llm.base import GenerationRequest, LLMBackend, LLMError
 from composer.prompting import PromptLibrary, clean_fact
 from composer.settings import Settings
-from composer.shop import ShopProfile, load_profile
+from composer.shop import ProfileFile, ShopProfile
 from composer.validation import copies, mentions
 from composer.wording.themes import title_words
 from composer.wording.writer import Similarity
@@ -47,6 +47,7 @@ class Copywriter:
         self.prompts = prompts or PromptLibrary()
         # Copy that names none of its products' words must be close to them in meaning.
         self.similarity = similarity
+        self.profile_file = ProfileFile(settings.resolved_profile_path())
 
     def variables(self, request: CopyRequest) -> dict[str, object]:
         missing = [p for p in request.products if p not in self.catalog]
@@ -245,11 +246,8 @@ class Copywriter:
     def _profile(self) -> ShopProfile | None:
         """The shop's profile; a broken one is as good as none (rules copy, with a log
         line), since a shop's typo must not turn every copy request into an error."""
-        path = self.settings.resolved_profile_path()
-        if not path.is_file():
-            return None
         try:
-            return load_profile(path)
+            return self.profile_file.current()
         except UsageError as exc:
             logger.warning("copy without the shop profile: %s", exc)
             return None

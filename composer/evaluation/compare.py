@@ -243,8 +243,9 @@ def check_baseline(
             tol = suite.gate.get(m.name)
             if tol is None:
                 continue
+            # A broken absolute bound is a regression whatever the baseline said.
             broken = _out_of_bounds(cur_values, m, tol, indices)
-            if broken:
+            if broken or _regressed(delta.reference_value, delta.value, m, tol):
                 regressions.append(
                     Regression(
                         run.variant.name,
@@ -252,20 +253,8 @@ def check_baseline(
                         m.name,
                         delta.reference_value,
                         delta.value,
-                        broken,
-                        True,
-                    )
-                )
-            elif _regressed(delta.reference_value, delta.value, m, tol):
-                regressions.append(
-                    Regression(
-                        run.variant.name,
-                        base_name,
-                        m.name,
-                        delta.reference_value,
-                        delta.value,
-                        _describe(tol),
-                        delta.significant,
+                        broken or _describe(tol),
+                        True if broken else delta.significant,
                     )
                 )
     return BaselineCheck(deltas, regressions, matched)

@@ -201,16 +201,7 @@ def shop_settings(settings: Settings, name: str, progress: Progress) -> Settings
     """Settings for packaged shop ``name`` in its own folder, set up there on first use."""
     from composer.shop.setup import init_packaged
 
-    folder = settings.artifacts_dir / "shops" / name
-    shop = settings.model_copy(
-        update={
-            "artifacts_dir": folder,
-            "cache_dir": settings.resolved_cache_dir(),
-            "shop_profile": None,
-            "database_url": None,
-            "chroma_path": None,
-        }
-    )
+    shop = settings.for_shop_folder(settings.artifacts_dir / "shops" / name)
     if not shop.resolved_profile_path().is_file():
         store = open_store(shop)
         try:

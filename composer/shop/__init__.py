@@ -3,6 +3,7 @@
 from composer.shop.profile import (
     PROFILE_FILE,
     LocaleExamples,
+    ProfileFile,
     ShopProfile,
     load_profile,
     save_profile,
@@ -11,6 +12,7 @@ from composer.shop.profile import (
 __all__ = [
     "PROFILE_FILE",
     "LocaleExamples",
+    "ProfileFile",
     "ShopProfile",
     "load_profile",
     "save_profile",

@@ -89,6 +89,33 @@ def load_profile(path: Path) -> ShopProfile:
         raise UsageError(f"{path}: {first_error(exc, 'profile')}") from None
 
 
+class ProfileFile:
+    """The profile at a path, read again only when the file changes (pages and copy ask
+    for it on every request; a stat is cheap, parsing YAML is not)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._loaded: tuple[int, ShopProfile] | None = None
+
+    def stamp(self) -> int:
+        """Changes when the file does; 0 when there is none."""
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def current(self) -> ShopProfile | None:
+        """The profile, or None when there is no file; a broken file raises UsageError."""
+        stamp = self.stamp()
+        if not stamp:
+            return None
+        loaded = self._loaded
+        if loaded is None or loaded[0] != stamp:
+            loaded = (stamp, load_profile(self.path))
+            self._loaded = loaded  # one tuple swap: safe for the API's page threads
+        return loaded[1]
+
+
 def save_profile(profile: ShopProfile, path: Path, header: str = "") -> None:
     data = profile.model_dump(mode="json", exclude_defaults=False, by_alias=True)
     text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100)

@@ -123,11 +123,7 @@ class WordWriter:
         section, so all of a page's headline prompts share one prefix (the shop line and
         the examples; in-process and vLLM prefix caches reuse it) and none shows a theme
         the page is about."""
-        bank = self.profile.for_locale(locale)
-        k = self.settings.examples
-        examples = headline_examples(bank, _theme_names([theme, *page_themes]), salt, k)
-        if len(examples) < 2:  # a small bank: leave out this section's own theme only
-            examples = headline_examples(bank, _theme_names([theme]), salt, k)
+        examples = self._few_shot(locale, [theme, *page_themes], [theme], salt)
         variables = self._base(locale) | {"examples": examples, "theme": theme.label}
         prompt = self.prompts.render_block(self.prompt_name, "headline", variables)
         regex = field_regex(locale, HEADLINE_MIN, HEADLINE_CHARS)
@@ -149,12 +145,9 @@ class WordWriter:
         prompt_fields: Sequence[str],
     ) -> WordChoice:
         """A headline for the page's two leading themes, under a title's bounds."""
-        bank = self.profile.for_locale(locale)
         lead = [t for t in themes if t.category][:2] or list(themes[:1])
         label = " & ".join(dict.fromkeys(part for t in lead for part in t.label.split(" & ")))
-        examples = headline_examples(bank, _theme_names(themes), salt, self.settings.examples)
-        if len(examples) < 2:
-            examples = headline_examples(bank, _theme_names(lead), salt, self.settings.examples)
+        examples = self._few_shot(locale, themes, lead, salt)
         variables = self._base(locale) | {"examples": examples, "theme": label}
         prompt = self.prompts.render_block(self.prompt_name, "title", variables)
         words = tuple(w for t in themes for w in t.words)
@@ -167,6 +160,22 @@ class WordWriter:
         )  # fmt: skip
 
     # -- pieces ----------------------------------------------------------------------------
+
+    def _few_shot(
+        self,
+        locale: Locale,
+        page_themes: Sequence[ThemeWords],
+        own_themes: Sequence[ThemeWords],
+        salt: str,
+    ) -> list[tuple[str, str]]:
+        """Examples of themes not on the page; from a small bank, of themes other than the
+        field's own."""
+        bank = self.profile.for_locale(locale)
+        k = self.settings.examples
+        examples = headline_examples(bank, _theme_names(page_themes), salt, k)
+        if len(examples) < 2:
+            examples = headline_examples(bank, _theme_names(own_themes), salt, k)
+        return examples
 
     def _base(self, locale: Locale) -> dict[str, Any]:
         return {
