@@ -34,7 +34,9 @@ class BackendRegistry:
             from composer.llm import TransformersBackend, resolve_model
 
             path = resolve_model(self.settings.llm_model, self.settings.resolved_cache_dir())
-            return TransformersBackend(path, threads=self.settings.llm_threads)
+            return TransformersBackend(
+                path, threads=self.settings.llm_threads, dtype=self.settings.llm_dtype
+            )
         if name == "vllm":
             from composer.llm.vllm_backend import VLLMBackend
 

@@ -180,7 +180,29 @@ def test_prefix_cache_reuses_the_shared_start_and_changes_nothing(
     )
     backend.generate(first)
     warm = backend.generate(second)[0]
-    backend._prefix = None  # cold: no cache to reuse
+    backend._prefixes.clear()  # cold: no cache to reuse
     cold = backend.generate(second)[0]
     assert warm.cached_tokens > 100 and cold.cached_tokens == 0
     assert warm.text == cold.text  # reuse is exact, not approximate
+
+
+def test_int8_weights_are_a_separate_copy_with_their_own_prefix_cache(
+    backend: TransformersBackend,
+) -> None:
+    # Page words decode with int8 weights, copy with the full ones, in one process: neither
+    # may see the other's KV cache, and the full weights must stay untouched.
+    lines = ["Laptops | Headline: Laptops that keep up with you", "Kettles | Headline: Tea, fast"]
+    prompt = "".join(f"Theme: {line}\n" for line in lines * 4) + "Theme: TVs | Headline:"
+    full = GenerationRequest(messages=(), prompt=prompt, stop=("\n",), max_tokens=12)
+    int8 = GenerationRequest(
+        messages=(), prompt=prompt, stop=("\n",), max_tokens=12, weights="int8"
+    )
+    before = backend.generate(full)[0]
+    quick = backend.generate(int8)[0]
+    quick_again = backend.generate(int8)[0]
+    after = backend.generate(full)[0]
+    assert after.text == before.text and after.cached_tokens > 0
+    assert quick.text.strip() and quick_again.text == quick.text  # greedy: deterministic
+    assert quick_again.cached_tokens > 0 and quick.cached_tokens == 0  # its own cache
+    assert type(backend._models["int8"].model.layers[0].mlp.up_proj).__name__ == "Linear"
+    assert backend._models["full"] is backend._lm

@@ -80,6 +80,8 @@ def request_key(request: GenerationRequest, backend: str, model: str) -> str:
         "min_tokens": request.min_tokens,
     }
     # Only when set, so keys of chat requests made before completions existed still match.
+    if request.weights != "full":
+        payload["weights"] = request.weights
     for name in ("prompt", "regex", "stop"):
         value = getattr(request, name)
         if value:

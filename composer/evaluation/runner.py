@@ -136,6 +136,7 @@ def model_identity(settings: Settings, backend: str, model: str) -> str:
                 digest.update(config.read_bytes())
             for weights in sorted(path.glob("*.safetensors")):
                 digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        digest.update(f"dtype:{settings.llm_dtype}".encode())  # other weights, other words
     return f"{name}#{digest.hexdigest()[:12]}"
 
 
@@ -153,7 +154,7 @@ class EvalRunner:
         self.prompts = prompts or PromptLibrary()
         self.progress = progress or (lambda _d, _t: lambda _n: None)
         self.concurrency = concurrency
-        self.renderer = PageRenderer(settings.currency)
+        self.renderer = PageRenderer(settings.currency, links=settings.link_policy())
         self._inner: dict[tuple[str, str], LLMBackend] = {}
         self._lock = threading.Lock()
 

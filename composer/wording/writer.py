@@ -212,6 +212,7 @@ class WordWriter:
             temperature=self.settings.temperature,
             seed=seed,
             n=self.settings.candidates,
+            weights=self.settings.weights,
         )
         generations = self.backend.generate(request)
         tokens = sum(g.tokens for g in generations)
