@@ -8,7 +8,7 @@ the same run; the LLM figures add the fallback rate under load.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import json
 import os
 import signal
 import socket
@@ -24,21 +24,19 @@ import httpx
 import numpy as np
 import orjson
 
+from composer.api.security.exposure import is_loopback
+from composer.api.security.keys import Scope, new_key
 from composer.errors import UsageError
 
 
 def check_loopback(url: str) -> None:
     host = urlparse(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise UsageError(f"--url must point at this machine (loopback), got {host!r}")
 
 
 async def _load(
-    url: str, backend: str, concurrency: int, total: int, shoppers: Sequence[str]
+    url: str, key: str, backend: str, concurrency: int, total: int, shoppers: Sequence[str]
 ) -> dict[str, Any]:
     # Callers give each run its own shoppers and a fresh seed range: no request repeats an
     # earlier one (rules pages ignore the seed), so none is answered by the page cache.
@@ -47,7 +45,8 @@ async def _load(
     fallbacks = errors = 0
     counter = iter(range(total))
     endpoint = f"{url}/v1/pages"
-    headers = {"content-type": "application/json"}
+    # The body chooses the backend: an admin key's privilege.
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal fallbacks, errors
@@ -93,7 +92,12 @@ async def _load(
 
 
 def run(
-    url: str, llm_backend: str, rules_requests: int, llm_requests: int, shoppers: Sequence[str]
+    url: str,
+    key: str,
+    llm_backend: str,
+    rules_requests: int,
+    llm_requests: int,
+    shoppers: Sequence[str],
 ) -> dict[str, Any]:
     check_loopback(url)
     out: dict[str, Any] = {"rules": {}, "llm": {"backend": llm_backend}}
@@ -104,7 +108,7 @@ def run(
     for group, backend, c, n in plan:
         own = [shoppers[(used + i) % len(shoppers)] for i in range(n)]
         used += n
-        out[group][f"c{c}"] = asyncio.run(_load(url, backend, c, n, own))
+        out[group][f"c{c}"] = asyncio.run(_load(url, key, backend, c, n, own))
     out["distinct_shoppers"] = min(used, len(shoppers))
     return out
 
@@ -116,9 +120,12 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """`composer serve` in a child process on a free loopback port, for the benchmark."""
+    """`composer serve` in a child process on a free loopback port, for the benchmark, with
+    an admin key of its own (``key``)."""
 
     def __init__(self, workers: int = 1) -> None:
+        self.key, config = new_key("bench", (Scope.ADMIN,))
+        self._keys_env = json.dumps([config.model_dump(mode="json")])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -136,7 +143,7 @@ class LocalServer:
         ]
         self.process = subprocess.Popen(
             cmd,
-            env=os.environ.copy(),
+            env={**os.environ, "COMPOSER_API__KEYS": self._keys_env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -147,7 +154,8 @@ class LocalServer:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
-                r = httpx.get(f"{self.url}/readyz", timeout=2)
+                auth = {"Authorization": f"Bearer {self.key}"}  # the pid is an admin detail
+                r = httpx.get(f"{self.url}/readyz", headers=auth, timeout=2)
                 if r.status_code == 200:
                     ready.add(r.json()["checks"]["pid"])
                     if len(ready) >= self.workers:

@@ -101,7 +101,7 @@ class PageComposer:
         self.retriever = retriever
         self.backends = backends or BackendRegistry(settings)
         self.prompts = prompts or PromptLibrary()
-        self.renderer = renderer or PageRenderer(settings.currency)
+        self.renderer = renderer or PageRenderer(settings.currency, links=settings.link_policy())
         self.profile_file = ProfileFile(settings.resolved_profile_path())
 
     def compose(self, request: PageRequest) -> PageResult:

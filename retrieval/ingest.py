@@ -20,6 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from retrieval.catalog_text import (
+    MAX_CATEGORY_CHARS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_TITLE_CHARS,
+    LinkPolicy,
+    UnsafeLink,
+    clean_text,
+)
 from retrieval.errors import IngestError
 from retrieval.records import EventKind, Interaction, Product
 
@@ -252,7 +260,8 @@ class _Row:
             raise self.fail(field, f"id longer than {MAX_ID_LENGTH} characters")
         return text
 
-    def text(self, field: str, *, required: bool = False) -> str:
+    def text(self, field: str, *, required: bool = False, max_chars: int | None = None) -> str:
+        """Cleaned text (see :func:`clean_text`), at most ``max_chars`` long."""
         value = self.row.get(field)
         if _blank(value):
             if required:
@@ -260,7 +269,23 @@ class _Row:
             return ""
         if not isinstance(value, str):
             raise self.fail(field, f"expected text, got {value!r}")
-        return value.strip()
+        text = clean_text(value)
+        if required and not text:
+            raise self.fail(field, "required value has no visible characters")
+        if max_chars is not None and len(text) > max_chars:
+            raise self.fail(field, f"{len(text):,} characters; at most {max_chars:,}")
+        return text
+
+    def link(self, field: str, policy: LinkPolicy) -> str | None:
+        value = self.row.get(field)
+        if _blank(value):
+            return None
+        if not isinstance(value, str):
+            raise self.fail(field, f"expected a URL, got {value!r}")
+        try:
+            return policy.check(value.strip())
+        except UnsafeLink as exc:
+            raise self.fail(field, f"unsafe link {value.strip()[:80]!r}: {exc}") from None
 
     def number(self, field: str, *, minimum: float | None = None) -> float | None:
         value = self.row.get(field)
@@ -315,8 +340,13 @@ class _Row:
         for item in items:
             if not isinstance(item, str):
                 raise self.fail(field, f"category {item!r} is not text")
-            if item.strip() and item.strip() not in out:
-                out.append(item.strip())
+            item = clean_text(item)
+            if len(item) > MAX_CATEGORY_CHARS:
+                raise self.fail(
+                    field, f"category of {len(item)} characters; at most {MAX_CATEGORY_CHARS}"
+                )
+            if item and item not in out:
+                out.append(item)
         return tuple(out)
 
     def timestamp(self, field: str) -> float:
@@ -371,13 +401,18 @@ def _validate(
     return records
 
 
-def read_catalog(path: Path, errors: RowErrors | None = None) -> list[Product]:
+def read_catalog(
+    path: Path, errors: RowErrors | None = None, links: LinkPolicy | None = None
+) -> list[Product]:
     """Validated products from a catalog file; see the module docstring for error positions.
+    Text is cleaned and bounded, links held to ``links`` (https or site paths by default):
+    see :mod:`retrieval.catalog_text`.
 
     With ``errors``, bad rows are skipped and recorded there, and the ids of products whose row
     was rejected go to ``errors.rejected_ids``.
     """
     first_line: dict[str, int] = {}
+    policy = links or LinkPolicy()
 
     def product(row: _Row) -> Product:
         pid = row.ident("product_id")
@@ -389,14 +424,14 @@ def read_catalog(path: Path, errors: RowErrors | None = None) -> list[Product]:
             price = row.number("price", minimum=0.0)
             parsed = Product(
                 product_id=pid,
-                title=row.text("title", required=True),
+                title=row.text("title", required=True, max_chars=MAX_TITLE_CHARS),
                 categories=row.categories("categories"),
                 price=price if price is not None else 0.0,
                 in_stock=row.boolean("in_stock", default=True),
                 year=row.integer("year"),
-                description=row.text("description"),
-                image_url=row.text("image_url") or None,
-                url=row.text("url") or None,
+                description=row.text("description", max_chars=MAX_DESCRIPTION_CHARS),
+                image_url=row.link("image_url", policy),
+                url=row.link("url", policy),
             )
         except IngestError:
             if errors is not None:

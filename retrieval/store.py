@@ -19,6 +19,9 @@ from retrieval.records import EventKind, Interaction, Product, Shopper
 
 metadata = sa.MetaData()
 
+# Events of one shopper a page reads at most (the latest ones).
+MAX_HISTORY = 2000
+
 products_table = sa.Table(
     "products",
     metadata,
@@ -139,11 +142,13 @@ class Store:
     """Catalog, shoppers and events. Every write is one transaction.
 
     ``history_cache`` shoppers' event lists stay in memory (SQLite only, see
-    :meth:`events_for`); 0 turns that off.
+    :meth:`events_for`); 0 turns that off. A history is the shopper's latest
+    ``max_history`` events: a flood of events for one id costs no page more than that.
     """
 
-    def __init__(self, url: str, history_cache: int = 1024) -> None:
+    def __init__(self, url: str, history_cache: int = 1024, max_history: int = MAX_HISTORY) -> None:
         self.url = url
+        self.max_history = max_history
         self.engine: Engine = sa.create_engine(url, future=True)
         sqlite = self.engine.dialect.name == "sqlite"
         if sqlite:
@@ -216,9 +221,15 @@ class Store:
                 fresh.append(i)
         return fresh
 
-    def add_events(self, interactions: Sequence[Interaction]) -> list[int]:
-        """Append shopper events durably; returns their event ids."""
+    def add_events(
+        self, interactions: Sequence[Interaction], skip_known: bool = False
+    ) -> list[int]:
+        """Append shopper events durably; returns their event ids. With ``skip_known``,
+        events identical to a stored one (or to one before them in the call) are left out:
+        a retried call records nothing twice."""
         with self.engine.begin() as conn:
+            if skip_known:
+                interactions = self._drop_known_events(conn, interactions)
             return self._append_events(conn, interactions)
 
     def _upsert_products(self, conn: Connection, products: Sequence[Product]) -> CatalogChange:
@@ -337,6 +348,7 @@ class Store:
         if cached is not None:
             # An event may carry an earlier timestamp than ones already stored.
             events = sorted((*cached.events, *new), key=lambda e: (e.timestamp, e.event_id))
+            events = events[-self.max_history :]
         else:
             events = new
         if events:
@@ -346,11 +358,15 @@ class Store:
 
     def _read_events(self, shopper_id: str, after_event_id: int = 0) -> list[StoredEvent]:
         with self.engine.connect() as conn:
-            rows = conn.execute(_EVENTS_AFTER, {"shopper": shopper_id, "after": after_event_id})
-            return [
+            rows = conn.execute(
+                _EVENTS_AFTER,
+                {"shopper": shopper_id, "after": after_event_id, "limit": self.max_history},
+            )
+            events = [
                 StoredEvent(event_id, shopper_id, product_id, _KINDS[kind], ts, value)
                 for event_id, product_id, kind, ts, value in rows
             ]
+        return sorted(events, key=lambda e: (e.timestamp, e.event_id))
 
     def all_events(self) -> list[StoredEvent]:
         with self.engine.connect() as conn:
@@ -366,6 +382,12 @@ class Store:
         with self.engine.connect() as conn:
             value = conn.execute(_LAST_EVENT_ID_FOR, {"shopper": shopper_id}).scalar()
         return int(value or 0)
+
+    def latest_shopper(self) -> str | None:
+        """The shopper of the most recent event (None in a shop without events)."""
+        with self.engine.connect() as conn:
+            query = sa.select(events_table.c.shopper_id).order_by(events_table.c.event_id.desc())
+            return conn.execute(query.limit(1)).scalar()
 
     def last_event_time(self) -> float | None:
         with self.engine.connect() as conn:
@@ -400,7 +422,9 @@ _EVENTS_AFTER = (
         # Ids start at 1, so "after 0" is the whole history.
         events_table.c.event_id > sa.bindparam("after"),
     )
-    .order_by(events_table.c.ts, events_table.c.event_id)
+    # The latest events by id (the order they were recorded in); sorted by time on reading.
+    .order_by(events_table.c.event_id.desc())
+    .limit(sa.bindparam("limit"))
 )
 _LAST_EVENT_ID_FOR = sa.select(sa.func.max(events_table.c.event_id)).where(
     events_table.c.shopper_id == sa.bindparam("shopper")

@@ -1,5 +1,6 @@
-"""Fuzz the API from its own OpenAPI schema (schemathesis, in-process over ASGI): whatever the
-body, path or query, no answer is a 5xx. The `rules` backend composes pages; requests that
+"""Fuzz the API from its own OpenAPI schema (schemathesis, in-process over ASGI), with a key of
+every scope: whatever the body, path or query, no answer is a 5xx, and every documented
+answer matches its schema. The `rules` backend composes pages; requests that
 name a model backend get a fault injector that fails at once (a fallback, not a model run).
 Events go to a copy of the shop's database, so the fuzzer cannot change other tests' shoppers.
 """
@@ -16,13 +17,15 @@ import schemathesis
 from conftest import BuiltShop
 from hypothesis import HealthCheck, settings
 from litestar import Litestar
-from test_api import ScriptedBackend, settings_for
+from schemathesis.specs.openapi.checks import response_schema_conformance
+from test_api import ADMIN_KEY, ScriptedBackend, settings_for
 
 from composer.api import Services, create_app
 from composer.backends import BackendRegistry
 from composer.settings import Settings
 from retrieval import Store
 
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}  # every scope: the fuzzer reaches every route
 MAX_EXAMPLES = 25  # per operation; about half a minute in all on two cores
 
 
@@ -60,8 +63,10 @@ schema = schemathesis.openapi.from_dict(
     derandomize=True,
 )
 def test_no_5xx_for_any_request(case, fuzz_app: Litestar) -> None:  # type: ignore[no-untyped-def]
-    response = case.call(app=fuzz_app)
+    response = case.call(app=fuzz_app, headers=AUTH)
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
     )
     assert response.headers.get("x-request-id")
+    # Every answer the schema documents has the documented shape.
+    case.validate_response(response, checks=[response_schema_conformance])

@@ -22,7 +22,15 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import CACHE, REPO, BuiltShop
-from test_api import TWO_SECTIONS, ScriptedBackend, app_for, assert_valid_html, parse_sse
+from test_api import (
+    ADMIN_KEY,
+    ADMIN_KEY_CONFIG,
+    TWO_SECTIONS,
+    ScriptedBackend,
+    app_for,
+    assert_valid_html,
+    parse_sse,
+)
 
 from retrieval.profile import pseudonymise
 
@@ -35,11 +43,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
 @dataclass
 class Server:
     url: str
     log: Path
     process: subprocess.Popen[bytes]
+
+    def page_link(self, shopper: str) -> str:
+        """A signed link to ``shopper``'s page, as a storefront would mint it."""
+        r = httpx.post(f"{self.url}/v1/page-links", json={"shopper_id": shopper}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        return str(self.url + r.json()["path"])
 
     def log_lines(self) -> list[str]:
         return self.log.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -59,6 +76,7 @@ def running_server(
         COMPOSER_LLM_BACKEND="rules",
         COMPOSER_FUSION__TUNE="false",
         HF_HUB_OFFLINE="1",
+        COMPOSER_API__KEYS=json.dumps([ADMIN_KEY_CONFIG.model_dump(mode="json")]),
         **env_overrides,
     )
     log = log_dir / f"server-{port}.log"
@@ -100,7 +118,7 @@ def test_the_real_server_answers_every_endpoint(ml_shop: BuiltShop, tmp_path: Pa
     shopper = "server-shopper-8c1d"
     with (
         running_server(ml_shop.settings.artifacts_dir, tmp_path) as server,
-        httpx.Client(base_url=server.url, timeout=60) as http,
+        httpx.Client(base_url=server.url, timeout=60, headers=AUTH) as http,
     ):
         assert http.get("/healthz").json() == {"status": "alive"}
         ready = http.get("/readyz").json()
@@ -186,7 +204,7 @@ def test_the_real_server_answers_every_endpoint(ml_shop: BuiltShop, tmp_path: Pa
 def test_several_workers(ml_shop: BuiltShop, tmp_path: Path) -> None:
     with (
         running_server(ml_shop.settings.artifacts_dir, tmp_path, workers=2) as server,
-        httpx.Client(base_url=server.url, timeout=60) as http,
+        httpx.Client(base_url=server.url, timeout=60, headers=AUTH) as http,
     ):
         # /readyz answered from one worker; wait until the other has loaded its services too.
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -204,7 +222,10 @@ def test_several_workers(ml_shop: BuiltShop, tmp_path: Path) -> None:
         already = len(server.log_lines())
         with (
             httpx.Client(
-                base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=16)
+                base_url=server.url,
+                timeout=60,
+                headers=AUTH,
+                limits=httpx.Limits(max_connections=16),
             ) as pool,
             ThreadPoolExecutor(16) as threads,
         ):
@@ -239,7 +260,9 @@ def pages_from_both_workers(server: Server, shopper: str, seeds: range) -> list[
     already = len(server.log_lines())
     pages = []
     for seed in seeds:
-        with httpx.Client(base_url=server.url, timeout=60) as http:  # a new connection
+        with httpx.Client(
+            base_url=server.url, timeout=60, headers=AUTH
+        ) as http:  # a new connection
             r = http.post("/v1/pages", json={"shopper_id": shopper, "seed": seed})
         assert r.status_code == 200 and r.json()["cache"] == "miss"
         pages.append(r.json())
@@ -281,7 +304,10 @@ def test_sse_sections_arrive_while_the_model_is_still_writing(ml_shop: BuiltShop
     slow = ScriptedBackend("transformers", texts=[TWO_SECTIONS], stall_s=0.004)
     app = app_for(ml_shop, slow, llm_backend="transformers")
     arrivals: list[tuple[str, float]] = []
-    with uvicorn_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+    with (
+        uvicorn_in_thread(app) as url,
+        httpx.Client(base_url=url, timeout=60, headers=AUTH) as http,
+    ):
         t = time.perf_counter()
         with http.stream(
             "POST",

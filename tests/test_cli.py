@@ -111,6 +111,20 @@ def test_unbuilt_artifacts_give_a_setup_hint(tmp_path: Path, capsys) -> None:  #
     assert "composer setup" in capsys.readouterr().err
 
 
+def test_a_bad_setting_in_the_environment_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COMPOSER_LLM_DTYPE", "fp32")
+    assert run(["retrieve", "--user", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: setting COMPOSER_LLM_DTYPE: Input should be")
+    assert "Traceback" not in err and err.count("\n") == 1
+    monkeypatch.setenv("COMPOSER_LLM_DTYPE", "float32")
+    monkeypatch.setenv("COMPOSER_API__THREADS", "0")
+    assert run(["retrieve", "--user", "1"]) == 2
+    assert "setting COMPOSER_API__THREADS:" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_retrieval_eval_json_shape_and_ordering(
     on_ml_shop: BuiltShop,

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, BuiltShop
 
+from composer.backends import BackendRegistry
 from composer.cli import run
 from composer.copywriting import CopyRequest, Copywriter
 from composer.copywriting.checks import copy_checks
 from composer.layout import Locale
+from composer.llm.base import Generation, GenerationRequest
 from composer.settings import Settings
 from composer.wording import encoder_similarity
 
@@ -125,3 +127,40 @@ def test_batch_skips_bad_lines_and_resumes(
         if x.startswith('{"key": "') and x.endswith("}")
     ]
     assert keys == ["a", "line-2", "c", "d", "e", "f"]
+
+
+class AskedFor:
+    """Records what a copy request asks of the model and answers with one fixed line. A
+    stand-in for the model because the test is about the request sent, not the words."""
+
+    name, model = "transformers", "recorder"
+    supports_schema = can_stream = reads_prompt = True
+
+    def __init__(self) -> None:
+        self.requests: list[GenerationRequest] = []
+
+    def generate(self, request: GenerationRequest) -> list[Generation]:
+        self.requests.append(request)
+        return [Generation(" A film to watch tonight", tokens=5)] * request.n
+
+
+def test_a_copy_request_samples_within_the_token_budget(ml_shop: BuiltShop) -> None:
+    settings = Settings(artifacts_dir=ml_shop.settings.artifacts_dir, cache_dir=CACHE)
+    recorder = AskedFor()
+    registry = BackendRegistry(settings)
+    registry.register(recorder)
+    writer = Copywriter(settings, ml_shop.retriever.catalog.by_id(), registry)
+    result = writer.write(
+        CopyRequest(products=["1"], kind="description", n=8, max_chars=400, backend="transformers")
+    )
+    asked = recorder.requests[0]
+    assert asked.max_tokens == 200 and asked.n == settings.copy_token_budget // 200 == 4
+    assert asked.n * asked.max_tokens <= settings.copy_token_budget
+    assert len(result.variants) >= 1  # what the budget left out is topped up or absent
+    small = Copywriter(
+        settings.model_copy(update={"copy_token_budget": 10_000}),
+        ml_shop.retriever.catalog.by_id(),
+        registry,
+    )
+    small.write(CopyRequest(products=["1"], kind="headline", n=3, backend="transformers"))
+    assert recorder.requests[-1].n == 6  # twice the variants asked for, as before

@@ -13,8 +13,7 @@ from typing import Any
 import html5lib
 import pytest
 from conftest import CACHE, BuiltShop
-from litestar.testing import TestClient
-from test_api import app_for, parse_sse
+from test_api import KeyedClient, app_for, parse_sse
 
 from composer.backends import BackendRegistry
 from composer.copywriting import CopyRequest, Copywriter
@@ -207,7 +206,7 @@ def test_sse_stream_from_vllm_has_sections_in_order(
     vllm_server: VLLMServer, ml_shop: BuiltShop
 ) -> None:
     app = app_for(ml_shop, llm_backend="vllm", vllm_url=vllm_server.url, page_deadline_s=DEADLINE_S)
-    with TestClient(app, timeout=DEADLINE_S) as client:
+    with KeyedClient(app, timeout=DEADLINE_S) as client:
         response = client.post(
             "/v1/pages",
             json={"shopper_id": "42", "seed": 2},

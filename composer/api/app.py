@@ -7,11 +7,15 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from composer.api.config import ApiSettings
 from composer.api.controllers import CONTROLLERS
 from composer.api.errors import EXCEPTION_HANDLERS
 from composer.api.logs import RequestContext
+from composer.api.security.access import authorize
+from composer.api.security.content_type import require_json
+from composer.api.security.headers import SecurityHeaders, content_security_policy
 from composer.api.services import Services
 from composer.api.state import ApiState
 from composer.settings import Settings
@@ -32,6 +36,8 @@ def create_app(
 
     app = Litestar(
         route_handlers=CONTROLLERS,
+        guards=[authorize],
+        before_request=require_json,
         dependencies={"api": Provide(lambda: state, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=api_settings.max_body_bytes,
@@ -43,11 +49,23 @@ def create_app(
             version=API_VERSION,
             description="Personalised e-commerce pages, streamed; product copy; events.",
             path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key (`composer keys new`); scopes: pages:read, "
+                        "events:write, admin (all three).",
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
             render_plugins=[ScalarRenderPlugin(path="/"), SwaggerRenderPlugin()],
         ),
     )
     app.state.api = state
     # Outermost layer, around Litestar's exception handling, so even a 404 for an unknown
     # route gets a request id, an access log line and its metrics.
-    app.asgi_handler = RequestContext(app.asgi_handler, state.metrics)
+    csp = content_security_policy(settings.link_policy(), api_settings.frame_ancestors)
+    app.asgi_handler = RequestContext(SecurityHeaders(app.asgi_handler, csp), state.metrics)
     return app

@@ -6,7 +6,11 @@ The per-request deadline is ``Settings.page_deadline_s`` (shared with the CLI's 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, StringConstraints
+
+from composer.api.security.keys import ApiKeyConfig
 
 
 class ApiSettings(BaseModel):
@@ -46,6 +50,40 @@ class ApiSettings(BaseModel):
         description="BLAS (OpenBLAS) threads per server process. Requests already run in "
         "parallel; BLAS threads on top of them fight for the same cores, and the matrices of "
         "one request are too small to gain from them.",
+    )
+
+    keys: list[ApiKeyConfig] = Field(
+        [],
+        description="API keys as JSON, [{id, sha256, scopes}] (`composer keys new` makes one). "
+        "Without keys every route but /healthz answers 401; `composer serve` on loopback "
+        "makes a key for the run and prints it.",
+    )
+    link_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="HMAC secret of signed page links and browser sessions. Unset: a random "
+        "one per run (loopback only).",
+    )
+    link_ttl_s: int = Field(3600, ge=60, description="Default lifetime of a page link.")
+    link_max_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="Longest page link or session this service accepts."
+    )
+
+    events_per_minute_per_key: int = Field(
+        6000, ge=1, description="Events one API key may record per minute; beyond: 429."
+    )
+    events_per_minute_per_shopper: int = Field(
+        300, ge=1, description="Events one shopper may get per minute; beyond: 429."
+    )
+    event_clock_skew_s: float = Field(
+        300.0, ge=0, description="How far ahead of this server's clock an event time may be."
+    )
+    frame_ancestors: list[
+        Annotated[str, StringConstraints(pattern=r"^(https?://[A-Za-z0-9.*-]+(:\d{1,5})?|'self')$")]
+    ] = Field(
+        [],
+        description="Origins that may frame the HTML pages (CSP frame-ancestors), e.g. "
+        '["https://shop.example"]; empty: none.',
     )
 
     def llm_slots(self, backend: str) -> int:

@@ -34,6 +34,7 @@ from composer.api.config import ApiSettings
 from composer.api.errors import FieldError
 from composer.api.gate import LLMGate, QueueFull
 from composer.api.metrics import ApiMetrics
+from composer.api.security.redaction import for_caller
 from composer.api.services import Services
 from composer.errors import ComposerError, UsageError
 from composer.layout import Locale
@@ -107,7 +108,20 @@ class PageService:
     def plan(self, request: PageRequest) -> Plan:
         """Resolve backend and prompt and build the cache key (runs in a worker thread)."""
         backend = request.backend or self.settings.llm_backend
+        if backend not in (self.settings.llm_backend, "rules"):
+            # Another backend would load a model (or call a server) this deployment does not
+            # run, inside a lock every page waits on.
+            raise FieldError(
+                "backend",
+                f"'{backend}' is not served here; use '{self.settings.llm_backend}' or 'rules'",
+            )
         prompt = request.prompt or self.settings.prompt
+        servable = self.services.prompts.servable("pages")
+        if request.prompt is not None and prompt not in servable:
+            raise FieldError(
+                "prompt", f"'{prompt}' is not a servable page prompt; use one of: "
+                f"{', '.join(servable)}"
+            )  # fmt: skip
         try:
             # The shop's profile writes the words too: an edited profile must not be
             # answered from pages cached before the edit.
@@ -287,8 +301,11 @@ class PageService:
         self._finish(plan, result, cached=False)
         return result, False
 
-    async def stream(self, request: PageRequest) -> AsyncIterator[StreamItem]:
-        """``retrieval``, ``section`` (in index order), ``page``, ``done``.
+    async def stream(
+        self, request: PageRequest, full_trace: bool = True
+    ) -> AsyncIterator[StreamItem]:
+        """``retrieval``, ``section`` (in index order), ``page``, ``done``; the page's trace
+        in full only with ``full_trace`` (see :mod:`composer.api.security.redaction`).
 
         Errors before the first event (bad filters, unknown prompt) raise from the first
         ``__anext__``, so the caller can still answer with a 4xx instead of a stream.
@@ -298,7 +315,7 @@ class PageService:
         plan = await self.in_thread(self.plan, request)
         hit = self._lookup(plan)
         if hit is not None:
-            items = await self.in_thread(self._replay, hit, request.locale)
+            items = await self.in_thread(self._replay, hit, request.locale, full_trace)
             for item in items:
                 yield item
             self._finish(plan, hit, cached=True)
@@ -317,7 +334,7 @@ class PageService:
                 for event in self.events(request, plan.backend, deadline, forced):
                     if stop.is_set():
                         return
-                    put(self._item(event, request.locale))
+                    put(self._item(event, request.locale, full_trace))
             except BaseException as exc:
                 put(exc)
             finally:
@@ -346,7 +363,7 @@ class PageService:
 
     # -- server-sent event payloads (worker thread) -----------------------------------------
 
-    def _item(self, event: PageEvent, locale: Locale) -> StreamItem:
+    def _item(self, event: PageEvent, locale: Locale, full_trace: bool) -> StreamItem:
         if isinstance(event, RetrievalEvent):
             return StreamItem("retrieval", _json({"candidates": event.candidates}))
         if isinstance(event, SectionEvent):
@@ -354,9 +371,10 @@ class PageService:
             data = {"index": event.index, "section": event.layout, "html": html}
             return StreamItem("section", _json(data))
         result = event.result
-        return StreamItem("page", _json(result.to_dict(include_html=True)), result)
+        body = for_caller(result.to_dict(include_html=True), full_trace)
+        return StreamItem("page", _json(body), result)
 
-    def _replay(self, result: PageResult, locale: Locale) -> list[StreamItem]:
+    def _replay(self, result: PageResult, locale: Locale, full_trace: bool) -> list[StreamItem]:
         items = [StreamItem("retrieval", _json({"candidates": result.trace.candidates}))]
         for n, (layout_section, section) in enumerate(
             zip(result.layout.sections, result.page.sections, strict=True)
@@ -367,7 +385,8 @@ class PageService:
                 "html": self.services.renderer.render_section(section, locale),
             }
             items.append(StreamItem("section", _json(data)))
-        items.append(StreamItem("page", _json(result.to_dict(include_html=True)), result))
+        body = for_caller(result.to_dict(include_html=True), full_trace)
+        items.append(StreamItem("page", _json(body), result))
         return items
 
 

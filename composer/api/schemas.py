@@ -47,8 +47,10 @@ class EventsIn(BaseModel):
 
 
 class EventsOut(BaseModel):
-    event_ids: list[int]
-    shopper: str = Field(description="The shopper's pseudonym (raw ids are not echoed).")
+    event_ids: list[int] = Field(description="Ids of the events recorded now.")
+    duplicates: int = Field(
+        0, description="Events left out as identical to ones recorded before (a retry)."
+    )
     invalidated_pages: int
 
 
@@ -71,6 +73,22 @@ class PageOut(BaseModel):
     html: str | None = None
     trace: dict[str, Any]
     cache: Literal["hit", "miss"]
+
+
+class PageLinkIn(BaseModel):
+    """A link to one shopper's HTML page, for that shopper's browser."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shopper_id: Id
+    ttl_s: int | None = Field(
+        None, ge=60, description="Seconds the link stays valid; default and cap: settings."
+    )
+
+
+class PageLinkOut(BaseModel):
+    path: str = Field(description="/pages/{shopper_id}?exp=…&sig=…; add kind, q, locale.")
+    expires_at: int = Field(description="Unix seconds.")
 
 
 class Health(BaseModel):
@@ -136,4 +154,8 @@ EventsBody = Annotated[
             ),
         ]
     ),
+]
+PageLinkBody = Annotated[
+    PageLinkIn,
+    Body(examples=[Example(summary="A link valid for an hour", value={"shopper_id": "42"})]),
 ]

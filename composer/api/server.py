@@ -20,14 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 from litestar import Litestar
 
 from composer.api.app import create_app
 from composer.api.config import ApiSettings
 from composer.api.logs import configure_logging
+from composer.api.security.access import Access
+from composer.api.security.exposure import check_exposure, with_local_credentials
 from composer.api.workers import Supervisor
+from composer.errors import UsageError
 from composer.settings import Settings
 
 SETTINGS_ENV = "COMPOSER_SERVE_SETTINGS"
@@ -57,13 +61,47 @@ def app_from_env() -> Litestar:
     return create_app(settings)
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def _announce(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def settings_json(settings: Settings) -> str:
+    """``settings`` as JSON for the worker processes, secrets included (pydantic masks
+    them): the environment of our own children, never a log or a file."""
+    data = json.loads(settings.model_dump_json())
+    secret = settings.api.link_secret
+    data["api"]["link_secret"] = secret.get_secret_value() if secret else None
+    return json.dumps(data)
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    announce: Callable[[str], None] = _announce,
+) -> None:
     """Serve until SIGINT/SIGTERM. Loading the models happens after the socket is open:
-    ``/healthz`` answers at once, ``/readyz`` turns 200 when the service can make pages."""
+    ``/healthz`` answers at once, ``/readyz`` turns 200 when the service can make pages.
+
+    Off loopback it refuses loopback-only defaults (:func:`check_exposure`); on loopback
+    without keys it makes a key for the run and ``announce``s it with a page link."""
     import uvicorn
 
     if workers < 1:
         raise ValueError("workers must be at least 1")
+    check_exposure(settings, host)
+    settings, made = with_local_credentials(settings)
+    if made.key:
+        base = f"http://{host}:{port}"
+        announce(f"API key for this run (all scopes): {made.key}")
+        shopper = _some_shopper(settings)
+        if shopper is not None:
+            access = Access.from_settings(settings.api)
+            link = access.links.page_link(shopper, settings.api.link_ttl_s)
+            minutes = settings.api.link_ttl_s // 60
+            announce(f"a shopper's page, valid {minutes} min: {base}{link.path()}")
     level = _api(settings).log_level
     configure_logging(level)
     limit_blas_threads(_api(settings).blas_threads)
@@ -81,10 +119,26 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
         return
     # The workers are new processes (spawned): they rebuild these settings from the
     # environment, and find the BLAS limit there too.
-    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    os.environ[SETTINGS_ENV] = settings_json(settings)
     code = Supervisor(workers, common).run()
     if code:
         raise SystemExit(code)
+
+
+def _some_shopper(settings: Settings) -> str | None:
+    """A shopper to show a page of: the one with the latest event, if the store has any."""
+    from retrieval import Store
+
+    try:
+        store = Store(settings.resolved_database_url())
+    except Exception:  # the store is the service's business; the link is a convenience
+        return None
+    try:
+        return store.latest_shopper()
+    except Exception:
+        return None
+    finally:
+        store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -93,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
-    serve(Settings(), host=args.host, port=args.port, workers=args.workers)
+    try:
+        serve(Settings(), host=args.host, port=args.port, workers=args.workers)
+    except UsageError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

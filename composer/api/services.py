@@ -35,7 +35,7 @@ class Services:
     load_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        self.renderer = PageRenderer(self.settings.currency)
+        self.renderer = PageRenderer(self.settings.currency, links=self.settings.link_policy())
         self.composer = PageComposer(
             self.settings, self.retriever, self.backends, self.prompts, self.renderer
         )

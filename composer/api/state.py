@@ -15,6 +15,8 @@ from composer.api.config import ApiSettings
 from composer.api.errors import NotReady
 from composer.api.metrics import ApiMetrics
 from composer.api.pages import PageService
+from composer.api.security.access import Access
+from composer.api.security.limits import WindowLimiter
 from composer.api.services import Services
 from composer.settings import Settings
 
@@ -28,6 +30,11 @@ class ApiState:
         self.settings = settings
         self.api = api
         self.metrics = ApiMetrics()
+        self.access = Access.from_settings(api)
+        self.events_per_key = WindowLimiter("events per API key", api.events_per_minute_per_key)
+        self.events_per_shopper = WindowLimiter(
+            "events per shopper", api.events_per_minute_per_shopper
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self.services: Services | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from composer.cli.output import console, print_json, progress_bars, table
 from composer.errors import ComposerError, UsageError, first_error
@@ -195,7 +196,7 @@ def ingest(
     s = settings()
     store = open_store(s)
     try:
-        products = read_catalog(catalog, cat_errors) if catalog else []
+        products = read_catalog(catalog, cat_errors, s.link_policy()) if catalog else []
         known = store.product_ids() | {p.product_id for p in products}
         events = (
             read_interactions(
@@ -366,6 +367,14 @@ def run(argv: list[str] | None = None) -> int:
     except (ComposerError, RetrievalError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except ValidationError as exc:
+        # Any that gets this far is the environment's settings: commands turn their own
+        # inputs into UsageError. Name the variable a user sets, not the field.
+        first = exc.errors()[0]
+        name = "COMPOSER_" + "__".join(str(part) for part in first["loc"]).upper()
+        what = f"setting {name}" if exc.title == "Settings" else exc.title
+        sys.stderr.write(f"error: {what}: {first['msg']}\n")
+        return 2
     return result if isinstance(result, int) else 0
 
 
@@ -488,8 +497,6 @@ def page(
     sections: Annotated[int, typer.Option(min=1, max=4, help="At most this many sections.")] = 3,
 ) -> None:
     """Compose one page: retrieval, LLM layout, checks, hydration, HTML."""
-    from pydantic import ValidationError
-
     from composer.page_request import PageRequest
     from composer.pipeline import PageComposer
 
@@ -561,8 +568,6 @@ def copy_single(
     json_out: JsonOpt = False,
 ) -> None:
     """Copy for one or more products: N distinct variants, each with the checks it passed."""
-    from pydantic import ValidationError
-
     from composer.copywriting import CopyRequest
 
     if ctx.invoked_subcommand is not None:
@@ -709,11 +714,8 @@ def serve(
     from composer.cli.vllm_cmd import local_vllm
 
     with local_vllm(settings()) if vllm else nullcontext(settings()) as s:
-        console.print(
-            f"serving on http://{host}:{port} — try http://{host}:{port}/pages/196 "
-            f"and http://{host}:{port}/schema"
-        )
-        run_server(s, host=host, port=port, workers=workers)
+        console.print(f"serving on http://{host}:{port} (API schema: /schema, admin key)")
+        run_server(s, host=host, port=port, workers=workers, announce=console.print)
 
 
 @bench_app.command("api")
@@ -727,6 +729,10 @@ def bench_api(
     rules_requests: Annotated[int, typer.Option(min=16, help="Requests per rules run.")] = 400,
     llm_requests: Annotated[int, typer.Option(min=0, help="LLM requests at c1 (×4 at c16).")] = 4,
     workers: Annotated[int, typer.Option(min=1, max=16, help="Workers of a started server.")] = 1,
+    key: Annotated[
+        str | None,
+        typer.Option(envvar="COMPOSER_API_KEY", help="An admin key of the --url server."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate."""
@@ -739,10 +745,12 @@ def bench_api(
     finally:
         store.close()
     if url:
-        report = run(url.rstrip("/"), backend, rules_requests, llm_requests, shoppers)
+        if not key:
+            raise UsageError("--url needs --key (or COMPOSER_API_KEY): an admin key of that server")
+        report = run(url.rstrip("/"), key, backend, rules_requests, llm_requests, shoppers)
     else:
         with LocalServer(workers) as server:
-            report = run(server.url, backend, rules_requests, llm_requests, shoppers)
+            report = run(server.url, server.key, backend, rules_requests, llm_requests, shoppers)
     report["workers"] = workers if not url else None
     if json_out:
         print_json(report)
@@ -781,3 +789,8 @@ from composer.cli import bench_llm_cmd, vllm_cmd  # noqa: E402
 
 vllm_cmd.register(app)
 bench_llm_cmd.register(bench_app)
+
+# `composer keys new` and `composer link`: access to the API.
+from composer.cli import access_cmd  # noqa: E402
+
+access_cmd.register(app)

@@ -214,16 +214,20 @@ class Copywriter:
             regex = f" ?[{ZH_CHARS}《》]{{2,{top}}}\\n"
         else:  # one line of words: no markup, pipes or semicolons
             regex = f" ?[A-Z0-9][A-Za-z0-9 ,.'’&!?:-]{{2,{top}}}\\n"
+        max_tokens = max(16, request.limit() // 2)
+        # Twice the variants asked for (some fail their checks), within the token budget;
+        # what the budget leaves out is topped up from the rules templates.
+        budget = max(1, self.settings.copy_token_budget // max_tokens)
         generations = backend.generate(
             GenerationRequest(
                 messages=(),
                 prompt=prompt,
                 regex=regex,
                 stop=("\n",),
-                max_tokens=max(16, request.limit() // 2),
+                max_tokens=max_tokens,
                 temperature=0.8,
                 seed=request.seed,
-                n=min(8, request.n * 2),
+                n=min(8, request.n * 2, budget),
             )
         )
         result.tokens += sum(g.tokens for g in generations)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -31,6 +32,14 @@ class PromptLibrary:
         # text stays one delimited value.
         self.env.filters["quoted"] = lambda value: json.dumps(value, ensure_ascii=False)
         self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
+
+    def servable(self, kind: str = "pages") -> list[str]:
+        """The prompts of ``kind`` the API may be asked for by name (``servable.yaml``)."""
+        manifest = self.folder / "servable.yaml"
+        if not manifest.is_file():
+            return []
+        data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+        return [str(name) for name in data.get(kind, [])]
 
     def names(self, prefix: str = "") -> list[str]:
         return sorted(p.stem for p in self.folder.glob(f"{prefix}*.j2"))

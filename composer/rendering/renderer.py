@@ -7,11 +7,14 @@ from pathlib import Path
 
 from babel.numbers import format_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from composer.hydration import HydratedPage, HydratedSection
 from composer.layout import Locale
+from composer.rendering.styles import stylesheet
 from composer.resources import resource_dir
 from retrieval import Product
+from retrieval.catalog_text import LinkPolicy
 
 _BABEL_LOCALE = {Locale.EN: "en_US", Locale.ZH: "zh_CN"}
 _HTML_LANG = {Locale.EN: "en", Locale.ZH: "zh-Hans"}
@@ -25,10 +28,14 @@ def _format_price(amount: float, currency: str, babel_locale: str) -> str:
 
 
 class PageRenderer:
-    def __init__(self, currency: str = "USD", folder: Path | None = None) -> None:
+    def __init__(
+        self, currency: str = "USD", folder: Path | None = None, links: LinkPolicy | None = None
+    ) -> None:
         self.currency = currency
+        self.links = links or LinkPolicy()
+        self.folder = folder or resource_dir("templates")
         self.env = Environment(
-            loader=FileSystemLoader(str(folder or resource_dir("templates"))),
+            loader=FileSystemLoader(str(self.folder)),
             autoescape=select_autoescape(["html", "htm", "xml"], default_for_string=True),
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -37,6 +44,11 @@ class PageRenderer:
             # against the file's mtime (a stat per include per page otherwise).
             auto_reload=False,
         )
+        # Links are checked again here, not only at ingest: a store written by an older
+        # version, or edited by hand, must not put a javascript: URL into an href.
+        self.env.filters["safe_link"] = lambda url: url if self.links.allows(url) else ""
+        # Verbatim, so that the block's bytes are the ones hashed for the CSP (styles.py).
+        self.env.globals["stylesheet"] = lambda *names: Markup(stylesheet(self.folder, *names))
         self._helpers = {locale: self._make_helpers(locale) for locale in Locale}
 
     def price(self, amount: float, locale: Locale) -> str:

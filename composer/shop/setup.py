@@ -91,7 +91,7 @@ def init_shop(
             f"{settings.artifacts_dir} holds the sample shop; set a shop up in a folder of its "
             "own (--dir or COMPOSER_ARTIFACTS_DIR)"
         )
-    products = read_catalog(catalog)
+    products = read_catalog(catalog, links=settings.link_policy())
     known = store.product_ids() | {p.product_id for p in products}
     events = read_interactions(interactions, known) if interactions else []
     target = settings.resolved_profile_path()

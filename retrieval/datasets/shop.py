@@ -7,10 +7,10 @@ validated ingest as any user's files (see ``retrieval.ingest``), instead of a pr
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrieval import catalog_text
 from retrieval.ingest import (
     CATALOG_OPTIONAL,
     CATALOG_REQUIRED,
@@ -23,8 +23,6 @@ from retrieval.records import Interaction, Product, Shopper
 CATALOG_COLUMNS = CATALOG_REQUIRED + CATALOG_OPTIONAL
 INTERACTION_COLUMNS = INTERACTIONS_REQUIRED + INTERACTIONS_OPTIONAL
 
-_SPACES = re.compile(r"\s+")
-
 
 @dataclass(frozen=True)
 class PackagedShop:
@@ -36,8 +34,9 @@ class PackagedShop:
 
 
 def clean_text(text: str | None, limit: int | None = None) -> str:
-    """Collapse whitespace runs; cut at a word boundary near ``limit`` characters."""
-    out = _SPACES.sub(" ", text or "").strip()
+    """The text as ingest keeps it (:func:`retrieval.catalog_text.clean_text`: no control or
+    format characters, whitespace runs collapsed), cut at a word boundary near ``limit``."""
+    out = catalog_text.clean_text(text or "")
     if limit is None or len(out) <= limit:
         return out
     cut = out[:limit].rsplit(" ", 1)[0] or out[:limit]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from litestar import Controller, post
+from litestar import Controller, Request, post
 
 from composer.api.errors import FieldError
 from composer.api.schemas import CopyBody
+from composer.api.security.access import caller, require
+from composer.api.security.keys import Scope
+from composer.api.security.redaction import reason_code
 from composer.api.state import Api
 from composer.backends import BACKENDS
 from composer.copywriting import CopyResult
@@ -16,20 +19,29 @@ from composer.copywriting import CopyResult
 class CopyController(Controller):
     tags: ClassVar[list[str]] = ["copy"]
 
-    @post("/v1/copy", status_code=200, summary="Write product copy", raises=[FieldError])
-    async def write_copy(self, data: CopyBody, api: Api) -> CopyResult:
+    @post(
+        "/v1/copy",
+        status_code=200,
+        summary="Write product copy",
+        raises=[FieldError],
+        opt={"scope": Scope.PAGES},
+    )
+    async def write_copy(self, request: Request, data: CopyBody, api: Api) -> CopyResult:
         """``n`` distinct variants, each with the checks it passed. Behind the same LLM queue
         as pages: when it is full the variants come from the rules templates
         (``fallback_reason`` "queue full")."""
+        if data.backend is not None:
+            require(request, Scope.ADMIN, "choosing a backend")
         services, pages = api.require()
         catalog = services.retriever.catalog.index
         for n, pid in enumerate(data.products):
             if pid not in catalog:
                 raise FieldError(f"products[{n}]", f"unknown product id '{pid}'")
         backend = data.backend or services.settings.llm_backend
-        if backend not in BACKENDS:
+        served = services.settings.llm_backend
+        if backend not in BACKENDS or backend not in (served, "rules"):
             raise FieldError(
-                "backend", f"unknown backend '{backend}'; use one of: {', '.join(BACKENDS)}"
+                "backend", f"'{backend}' is not served here; use '{served}' or 'rules'"
             )
 
         def job(_deadline: float, forced: str | None) -> CopyResult:
@@ -52,4 +64,8 @@ class CopyController(Controller):
 
         result = await pages.run_admitted(backend, job)
         api.metrics.copies.labels(result.backend, str(result.fallback).lower()).inc()
+        key = caller(request)
+        if key is None or not key.allows(Scope.ADMIN):  # details are for admins and logs
+            result.fallback_reason = reason_code(result.fallback_reason)
+            result.rejected = []
         return result

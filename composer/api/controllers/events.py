@@ -6,10 +6,12 @@ import logging
 import time
 from typing import ClassVar
 
-from litestar import Controller, post
+from litestar import Controller, Request, post
 
 from composer.api.errors import FieldError
 from composer.api.schemas import EventsBody, EventsOut
+from composer.api.security.access import caller
+from composer.api.security.keys import Scope
 from composer.api.state import Api
 from retrieval.errors import UnknownProductError
 from retrieval.profile import pseudonymise
@@ -21,24 +23,45 @@ log = logging.getLogger("composer.api")
 class EventController(Controller):
     tags: ClassVar[list[str]] = ["events"]
 
-    @post("/v1/events", status_code=201, summary="Record shopper events", raises=[FieldError])
-    async def record_events(self, data: EventsBody, api: Api) -> EventsOut:
+    @post(
+        "/v1/events",
+        status_code=201,
+        summary="Record shopper events",
+        raises=[FieldError],
+        opt={"scope": Scope.EVENTS},
+    )
+    async def record_events(self, request: Request, data: EventsBody, api: Api) -> EventsOut:
         """Views, cart adds and purchases, written in one transaction before the answer. The
-        shopper's next page folds them in; any cached page of theirs is invalidated."""
+        shopper's next page folds them in; any cached page of theirs is invalidated.
+
+        An event time may not lie further ahead than a small clock skew (a far-future event
+        would stay a shopper's latest forever); an event identical to a recorded one is
+        left out; events per key and per shopper are rate-limited (429, ``Retry-After``)."""
         services, pages = api.require()
-        ts = data.timestamp if data.timestamp is not None else time.time()
+        now = time.time()
+        ts = data.timestamp if data.timestamp is not None else now
+        skew = api.api.event_clock_skew_s
+        if ts > now + skew:
+            raise FieldError(
+                "timestamp",
+                f"{ts:.0f} is {ts - now:,.0f} s ahead of this server's clock; at most "
+                f"{skew:g} s ahead is accepted",
+            )
         products = data.products()
+        key = caller(request)
+        api.events_per_key.take(key.id if key else "-", len(products))
+        api.events_per_shopper.take(data.shopper_id, len(products))
         kind = EventKind(data.kind)
         events = [Interaction(data.shopper_id, pid, kind, ts) for pid in products]
         try:
-            ids = await pages.in_thread(services.store.add_events, events)
+            ids = await pages.in_thread(services.store.add_events, events, True)
         except UnknownProductError as exc:
             missing = exc.product_ids[0]
             raise FieldError(
                 data.field_of(products.index(missing)),
                 f"unknown product id '{missing}' (nothing was recorded)",
             ) from None
-        dropped = pages.invalidate(data.shopper_id)
+        dropped = pages.invalidate(data.shopper_id) if ids else 0
         api.metrics.events.labels(kind.value).inc(len(ids))
         shopper = pseudonymise(data.shopper_id, services.settings.pseudonym_salt)
         log.info(
@@ -50,4 +73,6 @@ class EventController(Controller):
                 "invalidated": dropped,
             },
         )
-        return EventsOut(event_ids=ids, shopper=shopper, invalidated_pages=dropped)
+        return EventsOut(
+            event_ids=ids, duplicates=len(events) - len(ids), invalidated_pages=dropped
+        )

@@ -6,12 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated, ClassVar
 
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import Cookie
 from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from composer.api.errors import FieldError
 from composer.api.pages import PageService, StreamItem
-from composer.api.schemas import PageBody, PageOut
+from composer.api.schemas import PageBody, PageLinkBody, PageLinkOut, PageOut
+from composer.api.security.access import LINK_EXPIRES, caller, require
+from composer.api.security.keys import Scope
+from composer.api.security.links import SESSION_COOKIE
+from composer.api.security.redaction import for_caller
 from composer.api.state import Api
 from composer.layout import Locale, PageKind
 from composer.page_request import PageRequest
@@ -35,15 +40,21 @@ class PageController(Controller):
             "(the candidates), one `section` per section as soon as it is complete "
             "(index, layout section, HTML), `page` (layout, html, trace), then `done`. "
             "If the LLM misses the deadline, fails or its queue is full, the page is the "
-            "`rules` page and `trace.fallback_reason` says why."
+            "`rules` page and `trace.fallback_reason` says why. Choosing `backend` or "
+            "`prompt` needs an admin key."
         ),
+        opt={"scope": Scope.PAGES},
     )
     async def create_page(self, request: Request, data: PageBody, api: Api) -> Response[PageOut]:
+        if data.backend is not None or data.prompt is not None:
+            require(request, Scope.ADMIN, "choosing a backend or prompt")
         _, pages = api.require()
+        key = caller(request)
+        full = key is not None and key.allows(Scope.ADMIN)  # the trace's details
         if request.accept.best_match(["application/json", SSE], "application/json") == SSE:
-            return await _event_stream(pages, data)
+            return await _event_stream(pages, data, full)
         result, cached = await pages.page(data)
-        body = result.to_dict(include_html=data.format != "json")
+        body = for_caller(result.to_dict(include_html=data.format != "json"), full)
         body["cache"] = "hit" if cached else "miss"
         return Response(body, headers={**NO_STORE, "X-Cache": body["cache"]})
 
@@ -51,30 +62,66 @@ class PageController(Controller):
         "/pages/{shopper_id:str}",
         media_type=MediaType.HTML,
         summary="A shopper's page as HTML, for a browser",
+        description=(
+            "Opened with a signed link (`exp` and `sig`, from `POST /v1/page-links`) or an "
+            "API key. A link also starts a browser session for the product pages it links to."
+        ),
         raises=[FieldError],
+        opt={"scope": Scope.PAGES, "link": True},
     )
     async def page_html(
         self,
+        request: Request,
         shopper_id: FromPath[str],
         api: Api,
         kind: Annotated[PageKind, QueryParameter()] = PageKind.HOME,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         locale: Annotated[Locale, QueryParameter()] = Locale.EN,
+        exp: Annotated[str | None, QueryParameter(max_length=12)] = None,
+        sig: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[str]:
         _, pages = api.require()
-        request = PageRequest(
+        page_request = PageRequest(
             shopper_id=shopper_id, kind=kind, query=q, locale=locale, format="html"
         )
-        result, cached = await pages.page(request)
+        result, cached = await pages.page(page_request)
+        cookies = []
+        expires = request.scope.get("state", {}).get(LINK_EXPIRES)
+        if expires is not None:
+            cookies.append(
+                Cookie(
+                    key=SESSION_COOKIE,
+                    value=api.access.links.session(expires),
+                    expires=expires,
+                    path="/",
+                    httponly=True,
+                    secure=request.url.scheme == "https",
+                    samesite="lax",
+                )
+            )
         return Response(
             result.html or "",
             media_type=MediaType.HTML,
             headers={**NO_STORE, "X-Cache": "hit" if cached else "miss"},
+            cookies=cookies,
         )
 
+    @post(
+        "/v1/page-links",
+        status_code=201,
+        summary="Mint a signed, expiring link to a shopper's HTML page",
+        opt={"scope": Scope.PAGES},
+    )
+    async def page_link(self, data: PageLinkBody, api: Api) -> PageLinkOut:
+        """For the storefront's own shopper: the link opens that shopper's page (and the
+        product pages it links to) in a browser until it expires; a raw id opens nothing."""
+        ttl = data.ttl_s or api.api.link_ttl_s
+        link = api.access.links.page_link(data.shopper_id, ttl)
+        return PageLinkOut(path=link.path(), expires_at=link.expires_at)
 
-async def _event_stream(pages: PageService, data: PageRequest) -> ServerSentEvent:
-    items = pages.stream(data)
+
+async def _event_stream(pages: PageService, data: PageRequest, full: bool) -> ServerSentEvent:
+    items = pages.stream(data, full)
     # Errors before the first event (filters that match nothing, an unknown prompt) are
     # still ordinary 4xx answers; after it, the stream has started.
     first = await items.__anext__()

@@ -11,6 +11,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
 from composer.api.schemas import ProductOut
+from composer.api.security.keys import Scope
 from composer.api.state import Api
 from composer.layout import Locale
 from retrieval import Product
@@ -53,11 +54,17 @@ def back_link(referer: str | None) -> tuple[str | None, Locale | None]:
 class ProductController(Controller):
     tags: ClassVar[list[str]] = ["catalog"]
 
-    @get("/v1/products/{product_id:str}", summary="One product", raises=[NotFoundException])
+    @get(
+        "/v1/products/{product_id:str}",
+        summary="One product",
+        raises=[NotFoundException],
+        opt={"scope": Scope.PAGES},
+    )
     async def product(self, product_id: FromPath[str], api: Api) -> ProductOut:
         p = await find_product(api, product_id)
         if p is None:
             raise NotFoundException(detail=f"unknown product id '{product_id[:MAX_ID]}'")
+        links = api.require()[0].renderer.links  # the store may predate today's rules
         return ProductOut(
             product_id=p.product_id,
             title=p.title,
@@ -66,14 +73,15 @@ class ProductController(Controller):
             in_stock=p.in_stock,
             year=p.year,
             description=p.description,
-            image_url=p.image_url,
-            url=p.url,
+            image_url=p.image_url if links.allows(p.image_url) else None,
+            url=p.url if links.allows(p.url) else None,
         )
 
     @get(
         "/products/{product_id:str}",
         media_type=MediaType.HTML,
         summary="A product's detail page, for a browser (what page cards link to)",
+        opt={"scope": Scope.PAGES, "session": True},
     )
     async def product_html(
         self,
@@ -83,7 +91,8 @@ class ProductController(Controller):
         locale: Annotated[Locale | None, QueryParameter()] = None,
     ) -> Response[str]:
         """The catalog facts with the price in the page's locale, and a link back to the page
-        the shopper came from (its ``Referer``, when that is one of this server's pages; its
+        the shopper came from. Opened from a page (the session its signed link started) or
+        with a key (its ``Referer``, when that is one of this server's pages; its
         locale too unless ``locale`` is given). An unknown id is a 404 page."""
         back, page_locale = back_link(request.headers.get("referer"))
         locale = locale or page_locale or Locale.EN

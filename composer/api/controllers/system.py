@@ -4,40 +4,59 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from composer.api.schemas import Health, Ready
+from composer.api.security.access import is_admin
+from composer.api.security.keys import Scope
 from composer.api.state import Api
 
 
 class SystemController(Controller):
     tags: ClassVar[list[str]] = ["system"]
 
-    @get("/healthz", summary="The process is alive")
+    @get("/healthz", summary="The process is alive", opt={"public": True}, security=[])
     async def healthz(self) -> Health:
         return Health(status="alive")
 
-    @get("/readyz", summary="Models loaded and store reachable (503 otherwise)")
-    async def readyz(self, api: Api) -> Response[Ready]:
+    @get(
+        "/readyz",
+        summary="Models loaded and store reachable (503 otherwise)",
+        opt={"public": True},
+    )
+    async def readyz(self, request: Request, api: Api) -> Response[Ready]:
         """503 while the models load or when the store cannot be reached. An LLM backend
         that failed to load is reported under ``checks.llm`` but does not make the service
-        unready: pages are then served by the ``rules`` backend."""
+        unready: pages are then served by the ``rules`` backend. Anyone may ask (load
+        balancers have no keys); the checks and errors are shown to an admin key only."""
+        admin = is_admin(request)
         services, pages = api.services, api.pages
         if services is None or pages is None:
             status = "failed" if api.load_error else "loading"
-            return Response(Ready(status=status, error=api.load_error), status_code=503)
+            error = api.load_error if admin else None
+            return Response(Ready(status=status, error=error), status_code=503)
         try:
             checks = await pages.in_thread(services.checks)
         except Exception as exc:
-            error = f"store unreachable: {type(exc).__name__}: {exc}"
+            error = f"store unreachable: {type(exc).__name__}: {exc}" if admin else None
             return Response(Ready(status="failed", error=error), status_code=503)
-        return Response(Ready(status="ready", checks=checks), status_code=200)
+        return Response(Ready(status="ready", checks=checks if admin else {}), status_code=200)
 
-    @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
+    @get(
+        "/metrics",
+        summary="Prometheus metrics",
+        media_type="text/plain",
+        opt={"scope": Scope.ADMIN},
+    )
     async def metrics(self, api: Api) -> Response[bytes]:
         return Response(api.metrics.render(), media_type=api.metrics.content_type)
 
-    @get("/favicon.ico", status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    @get(
+        "/favicon.ico",
+        status_code=HTTP_204_NO_CONTENT,
+        include_in_schema=False,
+        opt={"public": True},
+    )
     async def favicon(self) -> None:
         """Browsers ask for it on every page; "no content" instead of a 404 in their console."""
