@@ -132,6 +132,10 @@ def test_a_signed_link_opens_its_shoppers_page_and_a_session_for_product_pages(
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     cookie = page.headers["set-cookie"]
     assert SESSION_COOKIE in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    max_age = int(re.search(r"Max-Age=(\d+)", cookie, re.I).group(1))
+    assert (
+        minted["expires_at"] - time.time() - 5 <= max_age <= minted["expires_at"] - time.time() + 1
+    )
     # The cards link to product pages; the session the link started opens them.
     href = re.search(r'href="(/products/[^"?]+)', page.text)
     assert href

@@ -715,7 +715,14 @@ def serve(
 
     with local_vllm(settings()) if vllm else nullcontext(settings()) as s:
         console.print(f"serving on http://{host}:{port} (API schema: /schema, admin key)")
-        run_server(s, host=host, port=port, workers=workers, announce=console.print)
+        run_server(
+            s,
+            host=host,
+            port=port,
+            workers=workers,
+            # One line each, never wrapped: the key and the link are copied from here.
+            announce=lambda line: console.print(line, soft_wrap=True, highlight=False),
+        )
 
 
 @bench_app.command("api")

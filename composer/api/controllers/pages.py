@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, ClassVar
 
@@ -92,7 +93,7 @@ class PageController(Controller):
                 Cookie(
                     key=SESSION_COOKIE,
                     value=api.access.links.session(expires),
-                    expires=expires,
+                    max_age=max(0, expires - int(time.time())),  # Litestar's `expires` is relative
                     path="/",
                     httponly=True,
                     secure=request.url.scheme == "https",
