@@ -226,7 +226,7 @@ def test_on_loopback_without_keys_serve_makes_a_key_for_the_run(
     started: dict[str, Any] = {}
 
     def run(app: Any, **kwargs: Any) -> None:
-        started["app"] = app
+        started["app"], started["options"] = app, kwargs
 
     monkeypatch.setattr(uvicorn, "run", run)
     lines: list[str] = []
@@ -236,6 +236,7 @@ def test_on_loopback_without_keys_serve_makes_a_key_for_the_run(
     assert key
     link = re.search(r"http://127\.0\.0\.1:8123(/pages/\S+)", lines[1])
     assert link
+    assert started["options"]["limit_concurrency"] == settings.api.max_connections
     access = started["app"].state.api.access
     assert access.keys.find(key.group(1)).allows(Scope.ADMIN)
     shopper = link.group(1).split("?")[0].removeprefix("/pages/")

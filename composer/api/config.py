@@ -69,6 +69,12 @@ class ApiSettings(BaseModel):
         7 * 24 * 3600, ge=60, description="Longest page link or session this service accepts."
     )
 
+    max_connections: int = Field(
+        512,
+        ge=1,
+        description="Open connections and tasks per server process (uvicorn's "
+        "limit_concurrency); beyond, new requests get 503 at once instead of piling up.",
+    )
     events_per_minute_per_key: int = Field(
         6000, ge=1, description="Events one API key may record per minute; beyond: 429."
     )

@@ -113,6 +113,7 @@ def serve(
         "log_level": level.lower(),
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
         "proxy_headers": False,
+        "limit_concurrency": _api(settings).max_connections,
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
