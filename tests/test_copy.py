@@ -76,6 +76,8 @@ def test_real_model_copy_variants_are_distinct_and_checked(ml_shop: BuiltShop) -
         ("TOMMY STORIES ANIMATION/ACCOGELAND ACTS/ERPPORTLEA", "no_debris"),
         ("Toy Story;", "no_debris"),
         ("A popular movie at the time of its first appearance,", "finished"),
+        ("Order now on +1 (555) 010-0199", "no_debris"),
+        ("Questions? help@toystory-shop.com", "no_debris"),
     ],
 )
 def test_copy_that_is_a_title_debris_or_unfinished_fails(text: str, failed: str) -> None:

@@ -32,6 +32,9 @@ MOVIE_EXAMPLES = ["Your weekend movie night", "Laughs worth sharing", "Picked fo
         ("Your Weekend Movie Nights!", "copied_example"),
         ("Comedy comedy films with a twist", "repetitive"),
         ("Romance adventures, from fine wine lists and", "unfinished"),
+        ("Call 1-800-555-0199 for deals", "contact"),
+        ("Write to sales@example.org today", "contact"),
+        ("Best phones at phonedeals.com", "contact"),
     ],
 )
 def test_nonsense_and_copies_are_rejected_by_what_they_are(text: str, code: str) -> None:
@@ -166,3 +169,12 @@ def test_a_broken_profile_costs_the_words_not_the_page(ml_shop: BuiltShop, tmp_p
     # The rules words around the shopper's own query are not held to the model's checks:
     # the hero that names the query stays on the page.
     assert "usb_c cable" in result.layout.sections[0].headline
+
+
+def test_numbers_in_ordinary_headlines_are_not_contact_details() -> None:
+    for text in (
+        "Phones with 5, 24 & 60 Hz screens",
+        "4K TVs from 2019 to 2024",
+        "Laptops 15.6 inch",
+    ):
+        assert "contact" not in [i.code for i in word_issues(text)], text

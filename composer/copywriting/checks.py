@@ -33,7 +33,11 @@ def copy_checks(
         "not_just_title": text.strip().strip('"').lower() not in {t.lower() for t in titles},
         "not_mostly_title": locale != Locale.EN or not _mostly_title(text, titles),
         "no_debris": not _DEBRIS.search(own_words)
-        and not [i for i in word_issues(text) if i.code in ("handle", "prompt_field", "markup")],
+        and not [
+            i
+            for i in word_issues(text)
+            if i.code in ("handle", "prompt_field", "markup", "contact")
+        ],
         "finished": not [i for i in word_issues(text) if i.code == "unfinished"],
     }
 

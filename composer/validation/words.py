@@ -21,6 +21,13 @@ _PROMPT_FIELDS = re.compile(
     re.I,
 )
 _MARKUP = re.compile(r"[<>{}\[\]`*#_=\\]|https?:|www\.|&\w+;")
+# Ways to reach someone outside the shop: an e-mail address, a phone number (eight or more
+# digits in one run of digits, spaces, dots, dashes and brackets), a web address.
+_CONTACT = re.compile(
+    r"[\w.+-]+@[\w-]+\.\w|\+?\(?\d(?:[\d\s().-]*\d){7,}|"
+    r"\b[\w-]+\.(?:com|net|org|io|co|shop|store|info|biz|app|xyz|ru|cn|uk|de)\b",
+    re.I,
+)
 _NORMAL = re.compile(r"[^\w\s]")
 _DOUBLED = re.compile(r"\b(\w{3,})\W+\1\b", re.I)
 # A line cut off by its length bound ends in a joining word or a hyphen.
@@ -31,7 +38,7 @@ COPY_RATIO = 0.85
 
 @dataclass(frozen=True)
 class WordIssue:
-    code: str  # handle | prompt_field | markup | repetitive | unfinished | copied_example
+    code: str  # handle | prompt_field | markup | contact | repetitive | unfinished | copied_example
     message: str
 
 
@@ -82,6 +89,8 @@ def word_issues(
         out.append(WordIssue("prompt_field", "repeats a field of the prompt, not copy"))
     if _MARKUP.search(text):
         out.append(WordIssue("markup", "contains markup or a link"))
+    if _CONTACT.search(text):
+        out.append(WordIssue("contact", "contains an e-mail address, phone number or web address"))
     if _DOUBLED.search(text):
         out.append(WordIssue("repetitive", "says the same word twice in a row"))
     if _UNFINISHED.search(text):
