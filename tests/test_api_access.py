@@ -338,3 +338,20 @@ def test_a_storefront_gets_reason_codes_and_an_admin_the_details(ml_shop: BuiltS
     assert "10.0.0.7" in json.dumps(admin) and admin["shopper"].startswith("s_")
     page_events = [data for name, data in parse_sse(stream.text) if name == "page"]
     assert page_events and "10.0.0.7" not in json.dumps(page_events)
+
+
+def test_one_key_cannot_fill_the_llm_queue_for_everyone(ml_shop: BuiltShop) -> None:
+    api = ApiSettings(
+        keys=[PAGES, OLD_PAGES], link_secret=LINK_SECRET, requests_per_minute_per_key=3
+    )
+    with TestClient(app_for(ml_shop, api=api)) as c:
+        statuses = [
+            call(c, "POST", "/v1/pages", {"shopper_id": "196", "seed": n}, PAGES_KEY).status_code
+            for n in range(3)
+        ]
+        copy = call(c, "POST", "/v1/copy", {"products": ["1"], "n": 1}, PAGES_KEY)
+        assert statuses == [200, 200, 200] and copy.status_code == 429
+        assert int(copy.headers["retry-after"]) > 0 and "per API key" in copy.json()["detail"]
+        # Another key (another storefront) is served as before.
+        other = call(c, "POST", "/v1/pages", {"shopper_id": "196"}, OLD_PAGES_KEY)
+        assert other.status_code == 200

@@ -75,6 +75,12 @@ class ApiSettings(BaseModel):
         description="Open connections and tasks per server process (uvicorn's "
         "limit_concurrency); beyond, new requests get 503 at once instead of piling up.",
     )
+    requests_per_minute_per_key: int = Field(
+        6000,
+        ge=1,
+        description="Page and copy requests one API key may make per minute; beyond: 429 "
+        "(before the LLM queue, so one caller cannot fill it for everyone).",
+    )
     events_per_minute_per_key: int = Field(
         6000, ge=1, description="Events one API key may record per minute; beyond: 429."
     )

@@ -31,6 +31,9 @@ class ApiState:
         self.api = api
         self.metrics = ApiMetrics()
         self.access = Access.from_settings(api)
+        self.requests_per_key = WindowLimiter(
+            "page and copy requests per API key", api.requests_per_minute_per_key
+        )
         self.events_per_key = WindowLimiter("events per API key", api.events_per_minute_per_key)
         self.events_per_shopper = WindowLimiter(
             "events per shopper", api.events_per_minute_per_shopper

@@ -33,6 +33,9 @@ class CopyController(Controller):
         if data.backend is not None:
             require(request, Scope.ADMIN, "choosing a backend")
         services, pages = api.require()
+        key = caller(request)
+        if key is not None:
+            api.requests_per_key.take(key.id)
         catalog = services.retriever.catalog.index
         for n, pid in enumerate(data.products):
             if pid not in catalog:
@@ -64,7 +67,6 @@ class CopyController(Controller):
 
         result = await pages.run_admitted(backend, job)
         api.metrics.copies.labels(result.backend, str(result.fallback).lower()).inc()
-        key = caller(request)
         if key is None or not key.allows(Scope.ADMIN):  # details are for admins and logs
             result.fallback_reason = reason_code(result.fallback_reason)
             result.rejected = []

@@ -51,6 +51,8 @@ class PageController(Controller):
             require(request, Scope.ADMIN, "choosing a backend or prompt")
         _, pages = api.require()
         key = caller(request)
+        if key is not None:
+            api.requests_per_key.take(key.id)
         full = key is not None and key.allows(Scope.ADMIN)  # the trace's details
         if request.accept.best_match(["application/json", SSE], "application/json") == SSE:
             return await _event_stream(pages, data, full)
