@@ -105,16 +105,21 @@ class PageService:
 
     # -- planning ---------------------------------------------------------------------------
 
+    def served_backend(self, requested: str | None) -> str:
+        """The backend a page or copy request runs on: the deployment's, or ``rules``.
+        Another would load a model (or call a server) this deployment does not run, inside
+        a lock every page waits on."""
+        served = self.settings.llm_backend
+        backend = requested or served
+        if backend not in (served, "rules"):
+            raise FieldError(
+                "backend", f"'{backend}' is not served here; use '{served}' or 'rules'"
+            )
+        return backend
+
     def plan(self, request: PageRequest) -> Plan:
         """Resolve backend and prompt and build the cache key (runs in a worker thread)."""
-        backend = request.backend or self.settings.llm_backend
-        if backend not in (self.settings.llm_backend, "rules"):
-            # Another backend would load a model (or call a server) this deployment does not
-            # run, inside a lock every page waits on.
-            raise FieldError(
-                "backend",
-                f"'{backend}' is not served here; use '{self.settings.llm_backend}' or 'rules'",
-            )
+        backend = self.served_backend(request.backend)
         prompt = request.prompt or self.settings.prompt
         servable = self.services.prompts.servable("pages")
         if request.prompt is not None and prompt not in servable:

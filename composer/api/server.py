@@ -92,10 +92,10 @@ def serve(
     if workers < 1:
         raise ValueError("workers must be at least 1")
     check_exposure(settings, host)
-    settings, made = with_local_credentials(settings)
-    if made.key:
+    settings, made_key = with_local_credentials(settings)
+    if made_key:
         base = f"http://{host}:{port}"
-        announce(f"API key for this run (all scopes): {made.key}")
+        announce(f"API key for this run (all scopes): {made_key}")
         shopper = _some_shopper(settings)
         if shopper is not None:
             access = Access.from_settings(settings.api)

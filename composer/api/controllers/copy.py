@@ -8,11 +8,10 @@ from litestar import Controller, Request, post
 
 from composer.api.errors import FieldError
 from composer.api.schemas import CopyBody
-from composer.api.security.access import caller, require
+from composer.api.security.access import caller, is_admin, require
 from composer.api.security.keys import Scope
 from composer.api.security.redaction import reason_code
 from composer.api.state import Api
-from composer.backends import BACKENDS
 from composer.copywriting import CopyResult
 
 
@@ -40,12 +39,7 @@ class CopyController(Controller):
         for n, pid in enumerate(data.products):
             if pid not in catalog:
                 raise FieldError(f"products[{n}]", f"unknown product id '{pid}'")
-        backend = data.backend or services.settings.llm_backend
-        served = services.settings.llm_backend
-        if backend not in BACKENDS or backend not in (served, "rules"):
-            raise FieldError(
-                "backend", f"'{backend}' is not served here; use '{served}' or 'rules'"
-            )
+        backend = pages.served_backend(data.backend)
 
         def job(_deadline: float, forced: str | None) -> CopyResult:
             reason = forced
@@ -67,7 +61,7 @@ class CopyController(Controller):
 
         result = await pages.run_admitted(backend, job)
         api.metrics.copies.labels(result.backend, str(result.fallback).lower()).inc()
-        if key is None or not key.allows(Scope.ADMIN):  # details are for admins and logs
+        if not is_admin(request):  # the details are for admins and the logs
             result.fallback_reason = reason_code(result.fallback_reason)
             result.rejected = []
         return result

@@ -14,7 +14,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from composer.api.errors import FieldError
 from composer.api.pages import PageService, StreamItem
 from composer.api.schemas import PageBody, PageLinkBody, PageLinkOut, PageOut
-from composer.api.security.access import LINK_EXPIRES, caller, require
+from composer.api.security.access import LINK_EXPIRES, caller, is_admin, require
 from composer.api.security.keys import Scope
 from composer.api.security.links import SESSION_COOKIE
 from composer.api.security.redaction import for_caller
@@ -53,7 +53,7 @@ class PageController(Controller):
         key = caller(request)
         if key is not None:
             api.requests_per_key.take(key.id)
-        full = key is not None and key.allows(Scope.ADMIN)  # the trace's details
+        full = is_admin(request)  # the trace's details
         if request.accept.best_match(["application/json", SSE], "application/json") == SSE:
             return await _event_stream(pages, data, full)
         result, cached = await pages.page(data)
@@ -80,6 +80,7 @@ class PageController(Controller):
         kind: Annotated[PageKind, QueryParameter()] = PageKind.HOME,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         locale: Annotated[Locale, QueryParameter()] = Locale.EN,
+        # Checked by the guard (composer.api.security.access); declared for the schema.
         exp: Annotated[str | None, QueryParameter(max_length=12)] = None,
         sig: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[str]:

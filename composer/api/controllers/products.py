@@ -91,9 +91,9 @@ class ProductController(Controller):
         locale: Annotated[Locale | None, QueryParameter()] = None,
     ) -> Response[str]:
         """The catalog facts with the price in the page's locale, and a link back to the page
-        the shopper came from. Opened from a page (the session its signed link started) or
-        with a key (its ``Referer``, when that is one of this server's pages; its
-        locale too unless ``locale`` is given). An unknown id is a 404 page."""
+        the shopper came from (its ``Referer``, when that is one of this server's pages; its
+        locale too unless ``locale`` is given). An unknown id is a 404 page. Opened from a
+        page (the session its signed link started) or with a key."""
         back, page_locale = back_link(request.headers.get("referer"))
         locale = locale or page_locale or Locale.EN
         renderer = api.require()[0].renderer

@@ -52,8 +52,9 @@ def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKeyConfig | Non
 
 
 def is_admin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
-    """Whether the request carries an admin key (for public routes that say more to one)."""
-    key = connection.app.state.api.access.keys.find(bearer(connection))
+    """Whether the request carries an admin key (public routes say more to one; pages and
+    copy show the trace's details)."""
+    key = caller(connection)
     return key is not None and key.allows(Scope.ADMIN)
 
 
@@ -67,11 +68,15 @@ def require(connection: ASGIConnection[Any, Any, Any, Any], scope: Scope, what: 
 
 def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     opt = handler.opt
-    if opt.get("public"):
-        return
     access: Access = connection.app.state.api.access
-    scope = Scope(opt.get("scope", Scope.ADMIN))
     presented = bearer(connection)
+    if opt.get("public"):
+        # Open to anyone; a valid key is still noted (readiness shows an admin its checks).
+        key = access.keys.find(presented)
+        if key is not None:
+            connection.scope.setdefault("state", {})[CALLER] = key
+        return
+    scope = Scope(opt.get("scope", Scope.ADMIN))
     if presented is not None:
         key = access.keys.find(presented)
         if key is None:

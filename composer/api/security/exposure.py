@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -32,14 +31,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
-
-
-@dataclass
-class LocalCredentials:
-    """What a loopback run made for itself; ``key`` is shown once, at start-up."""
-
-    key: str | None
-    made_link_secret: bool
 
 
 def check_exposure(settings: Settings, host: str) -> None:
@@ -66,9 +57,10 @@ def check_exposure(settings: Settings, host: str) -> None:
         )
 
 
-def with_local_credentials(settings: Settings) -> tuple[Settings, LocalCredentials]:
+def with_local_credentials(settings: Settings) -> tuple[Settings, str | None]:
     """``settings`` with a key (all scopes) and a link secret made for this run where none
-    are configured. Only for loopback: :func:`check_exposure` runs first."""
+    are configured, and the key made (shown once, at start-up). Only for loopback:
+    :func:`check_exposure` runs first."""
     api = settings.api
     key = None
     updates: dict[str, object] = {}
@@ -78,8 +70,5 @@ def with_local_credentials(settings: Settings) -> tuple[Settings, LocalCredentia
     if api.link_secret is None:
         updates["link_secret"] = SecretStr(secrets.token_urlsafe(32))
     if not updates:
-        return settings, LocalCredentials(None, False)
-    new_api = api.model_copy(update=updates)
-    return settings.model_copy(update={"api": new_api}), LocalCredentials(
-        key, "link_secret" in updates
-    )
+        return settings, None
+    return settings.model_copy(update={"api": api.model_copy(update=updates)}), key
