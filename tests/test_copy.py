@@ -177,3 +177,21 @@ def test_the_callers_tone_stays_out_of_the_rules(ml_shop: BuiltShop) -> None:
     assert 'discount"' not in system.content and "New rule" not in system.content
     # In the user turn as one quoted value, its newline gone: it cannot start a rule line.
     assert 'asked for: "warm.' in user.content and "\n- New rule" not in user.content
+
+
+def test_the_json_copy_path_stops_at_the_token_budget(ml_shop: BuiltShop) -> None:
+    # copy_v1 asks once per variant; the recorder's answers are no JSON, so without a budget
+    # it would ask n x TRIES_PER_VARIANT times.
+    settings = Settings(
+        artifacts_dir=ml_shop.settings.artifacts_dir,
+        cache_dir=CACHE,
+        copy_prompt="copy_v1",
+        copy_token_budget=16,
+    )
+    recorder = AskedFor()
+    registry = BackendRegistry(settings)
+    registry.register(recorder)
+    writer = Copywriter(settings, ml_shop.retriever.catalog.by_id(), registry)
+    result = writer.write(CopyRequest(products=["1"], n=3, backend="transformers"))
+    assert len(recorder.requests) == 4  # 5 tokens each: the fourth call reaches 20 >= 16
+    assert result.fallback and len(result.variants) == 3  # topped up from the templates

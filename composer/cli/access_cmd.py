@@ -62,7 +62,7 @@ def link(
 ) -> None:
     """A signed, expiring link to a shopper's page (needs COMPOSER_API__LINK_SECRET, the
     service's own)."""
-    from composer.api.security.links import LinkSigner
+    from composer.api.security.access import Access
 
     s = Settings()
     if s.api.link_secret is None:
@@ -70,8 +70,7 @@ def link(
             "COMPOSER_API__LINK_SECRET is not set: a link is signed with the service's secret "
             "(or ask a running service: POST /v1/page-links)"
         )
-    signer = LinkSigner(s.api.link_secret.get_secret_value().encode(), s.api.link_max_ttl_s)
-    page_link = signer.page_link(shopper, ttl or s.api.link_ttl_s)
+    page_link = Access.from_settings(s.api).links.page_link(shopper, ttl or s.api.link_ttl_s)
     console.print(base_url.rstrip("/") + page_link.path(), highlight=False, soft_wrap=True)
 
 

@@ -163,6 +163,8 @@ class Copywriter:
             "additionalProperties": False,
         }
         for attempt in range(request.n * TRIES_PER_VARIANT):
+            if result.tokens >= self.settings.copy_token_budget:
+                return  # the budget holds for this path too; templates top up the rest
             generation = backend.generate(
                 GenerationRequest(
                     messages=messages,
