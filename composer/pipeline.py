@@ -310,7 +310,8 @@ class PageComposer:
     ) -> Generator[PageEvent, None, GeneratedPage]:
         """The rules layout (retrieval's themes and order), each headline and the title
         written by the model as a checked completion; a field whose candidates all fail
-        keeps its rules text. Sections stream as their headline is chosen."""
+        keeps its rules text. All fields go to the model as one batch; sections stream
+        once it has answered."""
         timings = trace.timings_ms
         rules = self._rules_page(variables, handles, request)
         try:
@@ -339,44 +340,46 @@ class PageComposer:
         trace.attempts.append(attempt)
         salt = f"{trace.shopper}:{request.seed or 0}:{request.kind.value}:{request.query or ''}"
         seed = int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=4).digest(), "big")
-        fields = [variables["shopper_summary"]]
+        prompt_fields = [variables["shopper_summary"]]
         t_gen = time.perf_counter()
-        sections: list[GeneratedSection] = []
         themes = [
             theme_words(section.theme, section.items, handles, products, profile, request.locale)
             for section in rules.sections
         ]
+        fields = [
+            writer.headline(
+                f"sections[{n}].headline",
+                theme,
+                request.locale,
+                salt,
+                seed + 7919 * n,
+                section.headline,
+                themes,
+            )
+            for n, (section, theme) in enumerate(zip(rules.sections, themes, strict=True))
+        ]
+        fields.append(writer.title(themes, request.locale, salt, seed + 104729, rules.title))
         try:
-            for n, (section, theme) in enumerate(zip(rules.sections, themes, strict=True)):
-                if time.perf_counter() > deadline:
-                    raise _Deadline
-                choice = writer.headline(
-                    f"sections[{n}].headline", theme, request.locale, salt, seed + 7919 * n,
-                    [s.headline for s in sections], section.headline, fields, themes,
-                )  # fmt: skip
-                self._record_choice(trace, attempt, choice)
-                sections.append(section.model_copy(update={"headline": choice.text}))
-                timings.setdefault("first_section", _ms(t0))
-                yield self._section_event(n, sections[-1], handles, candidates, products, request)
-            if time.perf_counter() > deadline:
-                raise _Deadline
-            choice = writer.title(
-                themes, request.locale, salt, seed + 104729, [s.headline for s in sections],
-                rules.title, fields,
-            )  # fmt: skip
-            self._record_choice(trace, attempt, choice)
-            title = choice.text
-        except (_Deadline, LLMError) as exc:
-            attempt.error = (
-                str(exc) if isinstance(exc, LLMError)
-                else f"deadline of {self.settings.page_deadline_s:g} s reached"
-            )  # fmt: skip
+            choices = writer.write(fields, request.locale, prompt_fields, deadline)
+        except LLMError as exc:
+            attempt.error = str(exc)
             trace.fallback = True
-            trace.fallback_reason = f"{attempt.error}; rules words for the rest"
-            for n, section in enumerate(rules.sections[len(sections) :], start=len(sections)):
-                sections.append(section)
-                yield self._section_event(n, section, handles, candidates, products, request)
-            title = rules.title
+            trace.fallback_reason = f"{attempt.error}; rules words shown"
+            choices = []
+        for choice in choices:
+            self._record_choice(trace, attempt, choice)
+        if any(c.late for c in choices):
+            attempt.error = f"deadline of {self.settings.page_deadline_s:g} s reached"
+            trace.fallback = True
+            trace.fallback_reason = f"{attempt.error}; rules words for the fields not written"
+        words = {c.where: c.text for c in choices}
+        sections: list[GeneratedSection] = []
+        for n, section in enumerate(rules.sections):
+            headline = words.get(f"sections[{n}].headline", section.headline)
+            sections.append(section.model_copy(update={"headline": headline}))
+            timings.setdefault("first_section", _ms(t0))
+            yield self._section_event(n, sections[-1], handles, candidates, products, request)
+        title = words.get("title", rules.title)
         attempt.seconds = round(time.perf_counter() - t_gen, 3)
         timings["generation"] = _ms(t_gen)
         return GeneratedPage(title=title, sections=sections)
@@ -387,7 +390,9 @@ class PageComposer:
         trace.tokens += choice.tokens
         attempt.tokens += choice.tokens
         if choice.source != "llm":
-            codes = sorted({i for c in choice.candidates for i in c.issues}) or ["no candidate"]
+            codes = sorted({i for c in choice.candidates for i in c.issues}) or [
+                "deadline" if choice.late else "no candidate"
+            ]
             attempt.issues.append(f"{choice.where}: rules text kept ({', '.join(codes)})")
             trace.repairs.append(f"{choice.where} replaced by the rules text")
 

@@ -206,3 +206,38 @@ def test_int8_weights_are_a_separate_copy_with_their_own_prefix_cache(
     assert quick_again.cached_tokens > 0 and quick.cached_tokens == 0  # its own cache
     assert type(backend._models["int8"].model.layers[0].mlp.up_proj).__name__ == "Linear"
     assert backend._models["full"] is backend._lm
+
+
+def _headline(theme: str, **kwargs: Any) -> GenerationRequest:
+    lines = "Theme: Laptops | Headline: Laptops that keep up with you\n" * 3
+    return GenerationRequest(
+        messages=(),
+        prompt=f"Circuit & Co sells electronics.\n{lines}Theme: {theme} | Headline:",
+        regex=r" ?[A-Z0-9][A-Za-z0-9 ,.'&!?-]{2,47}\n",
+        stop=("\n",),
+        max_tokens=12,
+        **kwargs,
+    )
+
+
+def test_a_batch_decodes_what_each_request_would_alone(backend: TransformersBackend) -> None:
+    # Tails of different lengths ("TVs" vs a long category) sit right-aligned behind the
+    # shared prefix with masked pads between: a wrong mask or position shifts every row.
+    themes = ["TVs", "Routers, Wifi Extenders & Modems", "Smart Watches"]
+    alone = [backend.generate(_headline(t))[0].text for t in themes]
+    batch = backend.generate_batch([_headline(t) for t in themes])
+    assert [[g.text for g in answers] for answers in batch] == [[text] for text in alone]
+    sampled = [_headline(t, temperature=0.8, seed=3, n=2) for t in themes]
+    first = [[g.text for g in answers] for answers in backend.generate_batch(sampled)]
+    assert [len(answers) for answers in first] == [2, 2, 2]
+    again = [[g.text for g in answers] for answers in backend.generate_batch(sampled)]
+    assert again == first  # seeded: reproducible
+    assert first[1] == [g.text for g in backend.generate(sampled[1])]
+
+
+def test_a_batch_stops_at_its_deadline(backend: TransformersBackend) -> None:
+    late = backend.generate_batch([_headline("TVs", n=2), _headline("Monitors")], deadline=0.0)
+    assert [[g.finish_reason for g in answers] for answers in late] == [
+        ["deadline", "deadline"],
+        ["deadline"],
+    ]

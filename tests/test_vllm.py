@@ -5,9 +5,10 @@ n seeded variants, the API's event stream, and a server killed mid-page and rest
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import html5lib
@@ -102,11 +103,26 @@ def assert_grounded(result: PageResult, composer: PageComposer) -> None:
             assert slot.product == catalog.products[catalog.index[slot.product.product_id]]
 
 
-def test_page_is_valid_grounded_and_its_sections_arrive_while_tokens_stream(
+class BatchWatch(StreamWatch):
+    """The real backend with its batch path, counting the batches and their requests."""
+
+    def __init__(self, backend: VLLMBackend) -> None:
+        super().__init__(backend)
+        self.batches: list[int] = []
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest], deadline: float | None = None
+    ) -> list[list[Generation]]:
+        self.batches.append(len(requests))
+        self.deltas += len(requests)
+        return self.inner.generate_batch(requests, deadline)
+
+
+def test_page_is_valid_grounded_and_its_words_are_one_batch(
     vllm_server: VLLMServer, ml_shop: BuiltShop
 ) -> None:
     settings = settings_for(ml_shop, vllm_server)
-    watch = StreamWatch(VLLMBackend.from_settings(settings))
+    watch = BatchWatch(VLLMBackend.from_settings(settings))
     composer = composer_with(ml_shop, settings, watch)
 
     deltas_at_section: list[int] = []
@@ -127,8 +143,9 @@ def test_page_is_valid_grounded_and_its_sections_arrive_while_tokens_stream(
         assert w["candidates"] and all("\n" not in c["text"] for c in w["candidates"])
     assert_grounded(result, composer)
     html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(result.html)
-    # The first section went out while the model was still writing the rest of the page.
-    assert deltas_at_section and deltas_at_section[0] < watch.deltas
+    # Every headline and the title went to the server at once, before any section.
+    assert watch.batches == [len(result.page.sections) + 1]
+    assert deltas_at_section and deltas_at_section[0] == watch.deltas
     assert watch.inner.breaker.state == "closed"
 
 
@@ -164,10 +181,39 @@ def test_a_page_deadline_keeps_the_words_written_and_does_not_blame_the_server(
     trace = result.trace
     assert trace.fallback and "deadline" in (trace.fallback_reason or "")
     assert watch.deltas == 1  # one request went out, none after the deadline
-    assert trace.words and len(trace.words) == 1 and trace.words[0]["candidates"]
+    written = [w for w in trace.words if w["candidates"]]
+    assert len(written) == 1 and written[0] is trace.words[0]
+    assert all(w["source"] == "rules" for w in trace.words[1:])
     assert len(result.page.sections) >= 2  # the rest of the page is still served
     assert backend.breaker.state == "closed"
     backend.breaker.before_call("the next page")  # not refused
+
+
+def test_a_batch_goes_out_at_once_and_a_deadline_blames_nobody(
+    vllm_server: VLLMServer, ml_shop: BuiltShop
+) -> None:
+    backend = VLLMBackend.from_settings(settings_for(ml_shop, vllm_server))
+    lines = "Theme: Laptops | Headline: Laptops that keep up with you\n" * 3
+    requests = [
+        GenerationRequest(
+            messages=(),
+            prompt=f"A shop sells electronics.\n{lines}Theme: {theme} | Headline:",
+            regex=r" ?[A-Z][A-Za-z ]{2,30}\n",
+            stop=("\n",),
+            max_tokens=12,
+            temperature=0.8,
+            seed=5,
+            n=2,
+        )
+        for theme in ("TVs", "Monitors", "Smart Watches")
+    ]
+    answers = backend.generate_batch(requests)
+    assert [len(a) for a in answers] == [2, 2, 2]
+    assert all(re.fullmatch(r" ?[A-Z][A-Za-z ]{2,30}", g.text) for a in answers for g in a)
+    # Nothing answers within no time: every request is given up on, none is blamed.
+    late = backend.generate_batch(requests, deadline=time.perf_counter())
+    assert late == [[], [], []]
+    assert backend.breaker.state == "closed"
 
 
 def test_copy_n_distinct_seeded_variants(vllm_server: VLLMServer, ml_shop: BuiltShop) -> None:

@@ -17,13 +17,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from composer.llm.base import Generation, GenerationRequest, LLMBackend
+from composer.llm.base import DEADLINE, Generation, GenerationRequest, LLMBackend, generate_batch
 
 CACHE_VERSION = 1  # bump when the meaning of a stored row changes
 
@@ -199,6 +199,35 @@ class CachedBackend:
         live = time.perf_counter() - started
         _record(CallRecord(first.text, first.tokens, entry.seconds, live, hit))
         return entry.generations
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest], deadline: float | None = None
+    ) -> list[list[Generation]]:
+        """Hits from the cache, the misses as one batch of the inner backend. Each miss is
+        stored with an equal share of the batch's time, so a replayed page costs what the
+        batch did; answers the deadline cut short are not stored."""
+        started = time.perf_counter()
+        looked = [self._lookup(r) for r in requests]
+        missing = [i for i, (_, entry) in enumerate(looked) if entry is None]
+        fresh: dict[int, CachedEntry] = {}
+        if missing:
+            inner = self.inner()  # loading a model is not part of a generation's time
+            t = time.perf_counter()
+            answers = generate_batch(inner, [requests[i] for i in missing], deadline)
+            share = (time.perf_counter() - t) / len(missing)
+            for i, generations in zip(missing, answers, strict=True):
+                fresh[i] = CachedEntry(generations, share)
+                whole = len(generations) == requests[i].n
+                if whole and all(g.finish_reason != DEADLINE for g in generations):
+                    self._store(looked[i][0], fresh[i])
+        live = (time.perf_counter() - started) / len(requests) if requests else 0.0
+        out: list[list[Generation]] = []
+        for i, (_, cached) in enumerate(looked):
+            entry = cached if cached is not None else fresh[i]
+            first = entry.generations[0] if entry.generations else Generation("", 0, DEADLINE)
+            _record(CallRecord(first.text, first.tokens, entry.seconds, live, cached is not None))
+            out.append(entry.generations)
+        return out
 
     def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
         started = time.perf_counter()

@@ -9,7 +9,16 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from composer.llm.base import ChatMessage, Generation, GenerationRequest, LLMBackend, LLMError
+from composer.llm.base import (
+    DEADLINE,
+    BatchingBackend,
+    ChatMessage,
+    Generation,
+    GenerationRequest,
+    LLMBackend,
+    LLMError,
+    generate_batch,
+)
 
 if TYPE_CHECKING:
     from composer.llm.model_fetch import ModelFetchError, ensure_default_model, resolve_model
@@ -23,6 +32,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEADLINE",
+    "BatchingBackend",
     "ChatMessage",
     "Generation",
     "GenerationRequest",
@@ -31,6 +42,7 @@ __all__ = [
     "ModelFetchError",
     "TransformersBackend",
     "ensure_default_model",
+    "generate_batch",
     "resolve_model",
 ]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,9 @@ from composer.llm.circuit import CircuitBreaker
 
 if TYPE_CHECKING:
     from composer.settings import Settings
+
+# Requests of one batch in flight at once; a page has a handful of fields.
+BATCH_WORKERS = 8
 
 # Errors where nothing reached the server: retrying cannot run a request twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
@@ -66,6 +70,7 @@ class VLLMBackend:
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout)
         )
+        self._pool = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="vllm-batch")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> VLLMBackend:
@@ -84,6 +89,7 @@ class VLLMBackend:
         return f"vLLM at {self.base_url}"
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     # -- the backend interface ------------------------------------------------------------
@@ -110,6 +116,18 @@ class VLLMBackend:
             )
             for c in choices
         ]
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest], deadline: float | None = None
+    ) -> list[list[Generation]]:
+        """All requests sent at once: the server decodes concurrent requests as one batch
+        and shares their common prefix through its cache. A request unanswered at
+        ``deadline`` gets an empty list; it ends in the background, and its own outcome
+        (not the caller's deadline) is what the breaker hears."""
+        futures = [self._pool.submit(self.generate, r) for r in requests]
+        timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
+        wait(futures, timeout=timeout)
+        return [f.result() if f.done() else [] for f in futures]
 
     def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
         """Text deltas of one completion as the server decodes them, then (as the return

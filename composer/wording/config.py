@@ -8,17 +8,20 @@ from pydantic import BaseModel, Field
 
 
 class WordSettings(BaseModel):
-    # Two, not three: on one CPU thread a batch of three float32 rows costs 2.2x one row
-    # (the sgemm packs the weights per call), and three put the in-process page at p50 7.4 s
-    # against 4.7 s with two (7 MovieLens pages); three kept the rules text in 1 field of 26,
-    # two in 5 of 25.
+    # A page's fields decode as one batch (one step for every field's candidates), so a
+    # candidate costs a row of that batch, not a pass of its own. Measured in-process on
+    # three shops (README, "Page words"): 2 candidates p50 4.2-5.0 s, 3 4.4-5.4 s with
+    # fewer fields left to the rules text (clothing 3% -> 0, electronics 12.5% -> 10%), 4
+    # 6.3-7.4 s: a step of 20 rows costs ~1.3x one of 10.
     candidates: int = Field(
-        2, ge=1, le=8, description="Sampled candidates per headline or title; the best is shown."
+        3, ge=1, le=8, description="Sampled candidates per headline or title; the best is shown."
     )
     # int8 makes pages about 1.5-2x faster and its words pass the checks about as often
     # with five candidates, but they read worse ("Smartwatch that's a SmartWatches",
-    # "Technology like 2014"): measured and offered, not the default (README, "Page words
-    # on int8 weights").
+    # "Technology like 2014"), and its next-token distribution strays far from the full
+    # weights' (KL 1.0-1.3 nats a token, top-1 agreement 53-58%, per-channel weights
+    # barely better): measured and offered, not the default (README, "Page words on int8
+    # weights").
     weights: Literal["full", "int8"] = Field(
         "full",
         description="In-process weights for words: full, or int8 (linear layers quantised "
