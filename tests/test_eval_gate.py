@@ -150,7 +150,7 @@ def test_broken_prompt_fails_the_gate_and_names_the_regression(gen_cache: Path) 
         "eval",
         "pages-smoke",
         "--prompt",
-        "page_broken_prices",
+        str(Path(__file__).parent / "prompts" / "page_broken_prices.j2"),
         "--limit",
         "3",
         "--baseline",

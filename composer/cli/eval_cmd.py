@@ -23,7 +23,9 @@ def eval_suite(
     suite: Annotated[str, typer.Argument(help="Suite name in evals/ (or a YAML file).")],
     prompt: Annotated[
         list[str] | None,
-        typer.Option(help="Prompt variant(s) in prompts/; repeat or comma-separate."),
+        typer.Option(
+            help="Prompt variant(s): a name in prompts/ or a .j2 file; repeat or comma-separate."
+        ),
     ] = None,
     backend: Annotated[
         list[str] | None, typer.Option(help="Backend(s): transformers, vllm, rules.")

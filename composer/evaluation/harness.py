@@ -131,8 +131,12 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
         )
     prompts = PromptLibrary()
     default_prompt = settings.prompt if suite.task == "pages" else settings.copy_prompt
+    asked = [
+        prompts.add_file(Path(p)) if p.endswith(".j2") else p
+        for p in options.prompts or [default_prompt]
+    ]
     variants = plan_variants(
-        options.prompts or [default_prompt],
+        asked,
         options.backends or [settings.llm_backend],
         options.models or [settings.llm_model],
     )

@@ -19,6 +19,9 @@ from composer.resources import resource_dir
 class PromptLibrary:
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder or resource_dir("prompts")
+        # Folders added by `add_file` (a prompt under evaluation that is not one of the
+        # product's prompts, e.g. a test fixture); searched after ``folder``.
+        self.extra: list[Path] = []
         # Sandboxed: templates are edited by prompt engineers, and the values they render
         # include catalog text; neither should reach Python internals.
         self.env = SandboxedEnvironment(
@@ -33,6 +36,19 @@ class PromptLibrary:
         self.env.filters["quoted"] = lambda value: json.dumps(value, ensure_ascii=False)
         self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
 
+    def add_file(self, path: Path) -> str:
+        """Make a prompt file outside ``prompts/`` available by its stem; it may extend or
+        include the product's prompts. Returns the name to ask for."""
+        if path.suffix != ".j2" or not path.is_file():
+            raise UsageError(f"no prompt file at {path} (a Jinja2 file ending in .j2)")
+        folder = path.resolve().parent
+        if (self.folder / path.name).is_file() and folder != self.folder.resolve():
+            raise UsageError(f"{path.name} would shadow prompts/{path.name}; rename the file")
+        if folder not in self.extra and folder != self.folder.resolve():
+            self.extra.append(folder)
+            self.env.loader = FileSystemLoader([str(self.folder), *map(str, self.extra)])
+        return path.stem
+
     def servable(self, kind: str = "pages") -> list[str]:
         """The prompts of ``kind`` the API may be asked for by name (``servable.yaml``)."""
         manifest = self.folder / "servable.yaml"
@@ -42,6 +58,7 @@ class PromptLibrary:
         return [str(name) for name in data.get(kind, [])]
 
     def names(self, prefix: str = "") -> list[str]:
+        """Prompts of ``prompts/`` (not the added files)."""
         return sorted(p.stem for p in self.folder.glob(f"{prefix}*.j2"))
 
     def file_hash(self, name: str) -> str:
@@ -58,12 +75,14 @@ class PromptLibrary:
         return digest
 
     def _path(self, name: str) -> Path:
-        path = self.folder / f"{name}.j2"
-        if not path.is_file():
-            raise UsageError(
-                f"unknown prompt '{name}'; available: {', '.join(self.names()) or 'none'}"
-            )
-        return path
+        for folder in (self.folder, *self.extra):
+            path = folder / f"{name}.j2"
+            if path.is_file():
+                return path
+        raise UsageError(
+            f"unknown prompt '{name}'; available: {', '.join(self.names()) or 'none'}, or "
+            "the path of a .j2 file"
+        )
 
     def has_block(self, name: str, block: str) -> bool:
         self._path(name)
