@@ -25,7 +25,7 @@ from composer.api.security.exposure import UnsafeExposure, check_exposure, is_lo
 from composer.api.security.keys import KeyRing, Scope, digest, new_key
 from composer.api.security.limits import TooManyRequests, WindowLimiter
 from composer.api.security.links import SESSION_COOKIE, LinkError, LinkSigner
-from composer.api.server import serve
+from composer.api.server import SETTINGS_ENV, app_from_env, serve, settings_json
 from composer.settings import Settings
 
 PAGES_KEY, PAGES = new_key("storefront", (Scope.PAGES,))
@@ -206,6 +206,20 @@ def test_off_loopback_the_server_refuses_local_defaults_and_names_each() -> None
     with pytest.raises(UnsafeExposure, match="COMPOSER_PSEUDONYM_SALT"):
         check_exposure(short_salt, "10.0.0.1")
     check_exposure(Settings(), "127.0.0.1")  # loopback: the defaults are fine
+
+
+def test_the_app_factory_started_by_hand_demands_what_an_exposed_server_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `uvicorn --factory composer.api.server:app_from_env --host 0.0.0.0` bypasses `serve`:
+    # the factory cannot see the address, so it refuses loopback-only defaults anywhere.
+    for name in [k for k in os.environ if k.startswith("COMPOSER_")]:
+        monkeypatch.delenv(name)
+    with pytest.raises(UnsafeExposure, match="COMPOSER_API__KEYS"):
+        app_from_env()
+    # `serve`'s own workers get their (already checked) settings through the environment.
+    monkeypatch.setenv(SETTINGS_ENV, settings_json(Settings()))
+    assert app_from_env() is not None
 
 
 def test_the_server_process_refuses_in_one_line() -> None:

@@ -52,9 +52,15 @@ def limit_blas_threads(threads: int) -> None:
 
 
 def app_from_env() -> Litestar:
-    """The app factory uvicorn's worker processes call (``--factory``)."""
+    """The app factory uvicorn's worker processes call (``--factory``).
+
+    `serve` checked the exposure of its workers' settings before it started them. Started
+    by hand (``uvicorn --factory …``), the factory cannot know which address uvicorn
+    binds, so it demands what an exposed server needs."""
     raw = os.environ.get(SETTINGS_ENV)
     settings = Settings(**json.loads(raw)) if raw else Settings()
+    if not raw:
+        check_exposure(settings, "an address chosen outside `composer serve`")
     api = _api(settings)
     configure_logging(api.log_level)
     limit_blas_threads(api.blas_threads)
