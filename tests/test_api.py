@@ -399,6 +399,36 @@ def test_full_llm_queue_serves_the_rules_page_at_once(ml_shop: BuiltShop) -> Non
         assert metric(c, 'composer_page_fallbacks_total{reason="queue_full"}') == 2
 
 
+def test_one_key_cannot_fill_the_llm_queue_for_the_others(ml_shop: BuiltShop) -> None:
+    # Two storefronts; the queue holds 4 (1 slot + 3 waiting), so each key may hold 2.
+    other_key, other = new_key("storefront-b", (Scope.PAGES,))
+    slow = ScriptedBackend("transformers", texts=[TWO_SECTIONS], stall_s=0.004)
+    api = ApiSettings(
+        llm_concurrency=1, llm_max_waiting=3, keys=[ADMIN_KEY_CONFIG, other], cache_size=0
+    )
+    app = app_for(ml_shop, slow, api=api, llm_backend="transformers")
+    with KeyedClient(app) as c, ThreadPoolExecutor(4) as pool:
+
+        def page(key: str, seed: int) -> dict[str, Any]:
+            r = c.post(
+                "/v1/pages",
+                json={"shopper_id": "42", "seed": seed},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert r.status_code == 200
+            return r.json()["trace"]
+
+        flood = [pool.submit(page, ADMIN_KEY, seed) for seed in (1, 2, 3)]
+        time.sleep(0.3)  # the flood holds the slot and its share of the waiting room
+        fair = page(other_key, 4)
+        traces = [f.result() for f in flood]
+    refused = [t for t in traces if t["fallback_reason"] == "key share of the LLM queue in use"]
+    assert len(refused) == 1 and refused[0]["backend"] == "rules"
+    assert sum(t["backend"] == "transformers" for t in traces) == 2
+    # The other storefront still got into the queue and onto the model.
+    assert fair["backend"] == "transformers" and not fair["fallback"]
+
+
 # -- cache ---------------------------------------------------------------------------------
 
 

@@ -37,6 +37,14 @@ class ApiSettings(BaseModel):
         description="Requests that may wait for an LLM slot; beyond that the rules page is "
         "served at once with fallback_reason 'queue full'.",
     )
+    llm_share_per_key: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="With several API keys, the share of the LLM queue (slots and waiting "
+        "room) one key's requests may hold at once; beyond it that key gets the rules page "
+        "at once (fallback_reason 'key share of the LLM queue in use').",
+    )
     cache_size: int = Field(1024, ge=0, description="Pages kept in the page cache (0: off).")
     cache_ttl_s: float = Field(300.0, gt=0, description="Seconds a cached page stays valid.")
     max_body_bytes: int = Field(
@@ -97,6 +105,14 @@ class ApiSettings(BaseModel):
         description="Origins that may frame the HTML pages (CSP frame-ancestors), e.g. "
         '["https://shop.example"]; empty: none.',
     )
+
+    def llm_cap_per_key(self, backend: str) -> int | None:
+        """LLM requests (running or waiting) one key may hold; None with one key or none,
+        where there is nobody to be fair to."""
+        if len(self.keys) < 2:
+            return None
+        room = self.llm_slots(backend) + self.llm_max_waiting
+        return max(1, int(room * self.llm_share_per_key))
 
     def llm_slots(self, backend: str) -> int:
         if self.llm_concurrency is not None:

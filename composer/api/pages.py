@@ -8,6 +8,8 @@ LLM pages pass the :class:`~composer.api.gate.LLMGate`. What happens around it:
 
 - every slot busy and the waiting room full: the ``rules`` page, at once, with
   ``trace.fallback_reason = "queue full"`` (see the gate's docstring for why not 503);
+- with several API keys, one key holding its share of the queue (``llm_share_per_key``)
+  gets the rules page at once (``KEY_SHARE``): one caller cannot fill the queue for all;
 - a request waits for a slot at most the page deadline (``Settings.page_deadline_s``); the
   time it waited is taken off the deadline the composer then gets, so the deadline holds for
   the whole request; if it runs out in the queue, the rules page says so;
@@ -53,6 +55,7 @@ log = logging.getLogger("composer.api")
 T = TypeVar("T")
 
 QUEUE_FULL = "queue full"
+KEY_SHARE = "key share of the LLM queue in use"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class PageService:
         self.executor = executor
         self.cache: PageCache[PageResult] = PageCache(api.cache_size, api.cache_ttl_s)
         self.gate = LLMGate(api.llm_slots(self.settings.llm_backend), api.llm_max_waiting)
+        self.cap_per_key = api.llm_cap_per_key(self.settings.llm_backend)
+        self.held: dict[str, int] = {}  # key id -> its requests in the gate (event loop only)
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -228,42 +233,65 @@ class PageService:
 
     # -- the gate ---------------------------------------------------------------------------
 
-    async def _admit(self, backend: str) -> tuple[bool, float, str | None]:
+    async def _admit(self, backend: str, caller: str | None) -> tuple[bool, float, str | None]:
         """(holds a slot, deadline left, forced fallback reason)."""
         deadline = self.settings.page_deadline_s
         if backend == "rules":
             return False, deadline, None
+        cap = self.cap_per_key
+        if caller is not None and cap is not None and self.held.get(caller, 0) >= cap:
+            self.metrics.queue_rejections.inc()
+            return False, deadline, KEY_SHARE
+        self._hold(caller, +1)
         t = time.monotonic()
         try:
             await self.gate.acquire(timeout=deadline)
         except QueueFull:
+            self._hold(caller, -1)
             self.metrics.queue_rejections.inc()
             return False, deadline, QUEUE_FULL
         except TimeoutError:
+            self._hold(caller, -1)
             return False, deadline, f"deadline of {deadline:g} s reached while queued for the LLM"
+        except BaseException:
+            self._hold(caller, -1)
+            raise
         finally:
             self._gauges()
         return True, deadline - (time.monotonic() - t), None
 
-    def _release(self) -> None:
+    def _hold(self, caller: str | None, change: int) -> None:
+        if caller is None:
+            return
+        held = self.held.get(caller, 0) + change
+        if held > 0:
+            self.held[caller] = held
+        else:
+            self.held.pop(caller, None)
+
+    def _release(self, caller: str | None) -> None:
         self.gate.release()
+        self._hold(caller, -1)
         self._gauges()
 
     def _gauges(self) -> None:
         self.metrics.queue_waiting.set(self.gate.waiting)
         self.metrics.llm_active.set(self.gate.active)
 
-    async def run_admitted(self, backend: str, job: Callable[[float, str | None], T]) -> T:
+    async def run_admitted(
+        self, backend: str, job: Callable[[float, str | None], T], caller: str | None = None
+    ) -> T:
         """Run ``job(deadline_left, forced_reason)`` in a worker thread, behind the LLM gate
-        unless ``backend`` is ``rules``; ``forced_reason`` set means: serve rules, say why."""
-        holds, deadline, forced = await self._admit(backend)
+        unless ``backend`` is ``rules``; ``forced_reason`` set means: serve rules, say why.
+        ``caller``: the API key's id, for its share of the queue."""
+        holds, deadline, forced = await self._admit(backend, caller)
         ctx = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         try:
             fut = loop.run_in_executor(self.executor(), ctx.run, job, deadline, forced)
         except BaseException:
             if holds:
-                self._release()
+                self._release(caller)
             raise
 
         def done(f: asyncio.Future[T]) -> None:
@@ -271,15 +299,17 @@ class PageService:
                 f.exception()  # retrieved here too: the awaiting request may be gone
             if holds:
                 # Released when the thread is done, not when the client goes away.
-                self._release()
+                self._release(caller)
 
         fut.add_done_callback(done)
         return await asyncio.shield(fut)
 
     # -- entry points -----------------------------------------------------------------------
 
-    async def page(self, request: PageRequest) -> tuple[PageResult, bool]:
-        """A page and whether it came from the cache."""
+    async def page(
+        self, request: PageRequest, caller: str | None = None
+    ) -> tuple[PageResult, bool]:
+        """A page and whether it came from the cache; ``caller`` is the API key's id."""
         if (request.backend or self.settings.llm_backend) == "rules":
             # No LLM gate to pass between planning and composing: one trip to a worker
             # thread instead of two.
@@ -292,6 +322,7 @@ class PageService:
         result = await self.run_admitted(
             plan.backend,
             lambda deadline, forced: self.compose_sync(request, plan.backend, deadline, forced),
+            caller,
         )
         self._finish(plan, result, cached=False)
         return result, False
@@ -307,10 +338,11 @@ class PageService:
         return result, False
 
     async def stream(
-        self, request: PageRequest, full_trace: bool = True
+        self, request: PageRequest, full_trace: bool = True, caller: str | None = None
     ) -> AsyncIterator[StreamItem]:
         """``retrieval``, ``section`` (in index order), ``page``, ``done``; the page's trace
-        in full only with ``full_trace`` (see :mod:`composer.api.security.redaction`).
+        in full only with ``full_trace`` (see :mod:`composer.api.security.redaction`);
+        ``caller`` is the API key's id.
 
         Errors before the first event (bad filters, unknown prompt) raise from the first
         ``__anext__``, so the caller can still answer with a 4xx instead of a stream.
@@ -345,7 +377,7 @@ class PageService:
             finally:
                 put(None)
 
-        job = asyncio.ensure_future(self.run_admitted(plan.backend, produce))
+        job = asyncio.ensure_future(self.run_admitted(plan.backend, produce, caller))
         result: PageResult | None = None
         try:
             while True:

@@ -59,7 +59,7 @@ class CopyController(Controller):
             result.fallback, result.fallback_reason = True, reason
             return result
 
-        result = await pages.run_admitted(backend, job)
+        result = await pages.run_admitted(backend, job, key.id if key is not None else None)
         api.metrics.copies.labels(result.backend, str(result.fallback).lower()).inc()
         if not is_admin(request):  # the details are for admins and the logs
             result.fallback_reason = reason_code(result.fallback_reason)

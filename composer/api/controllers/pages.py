@@ -54,9 +54,10 @@ class PageController(Controller):
         if key is not None:
             api.requests_per_key.take(key.id)
         full = is_admin(request)  # the trace's details
+        who = key.id if key is not None else None
         if request.accept.best_match(["application/json", SSE], "application/json") == SSE:
-            return await _event_stream(pages, data, full)
-        result, cached = await pages.page(data)
+            return await _event_stream(pages, data, full, who)
+        result, cached = await pages.page(data, who)
         body = for_caller(result.to_dict(include_html=data.format != "json"), full)
         body["cache"] = "hit" if cached else "miss"
         return Response(body, headers={**NO_STORE, "X-Cache": body["cache"]})
@@ -88,7 +89,8 @@ class PageController(Controller):
         page_request = PageRequest(
             shopper_id=shopper_id, kind=kind, query=q, locale=locale, format="html"
         )
-        result, cached = await pages.page(page_request)
+        key = caller(request)  # a link or session has no key: the shopper's own page
+        result, cached = await pages.page(page_request, key.id if key is not None else None)
         cookies = []
         expires = request.scope.get("state", {}).get(LINK_EXPIRES)
         if expires is not None:
@@ -124,8 +126,10 @@ class PageController(Controller):
         return PageLinkOut(path=link.path(), expires_at=link.expires_at)
 
 
-async def _event_stream(pages: PageService, data: PageRequest, full: bool) -> ServerSentEvent:
-    items = pages.stream(data, full)
+async def _event_stream(
+    pages: PageService, data: PageRequest, full: bool, caller: str | None
+) -> ServerSentEvent:
+    items = pages.stream(data, full, caller)
     # Errors before the first event (filters that match nothing, an unknown prompt) are
     # still ordinary 4xx answers; after it, the stream has started.
     first = await items.__anext__()

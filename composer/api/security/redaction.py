@@ -18,6 +18,7 @@ def reason_code(reason: str | None) -> str | None:
     text = reason.lower()
     for needle, code in (
         ("queue full", "queue_full"),
+        ("key share", "key_share"),
         ("deadline", "deadline"),
         ("unavailable", "backend_unavailable"),
         ("circuit", "backend_unavailable"),
