@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="Tokens one copy request may sample in all (candidates x their length): "
         "a request for 8 long descriptions must not hold the model for minutes.",
     )
+    copy_deadline_s: float = Field(
+        20.0,
+        gt=0,
+        description="After this, a copy request stops asking the model; the templates top up "
+        "the variants it still lacks.",
+    )
     brand_voice: str = Field(
         "friendly, concise and confident; never pushy", description="Brand voice for copy."
     )

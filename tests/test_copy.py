@@ -195,3 +195,23 @@ def test_the_json_copy_path_stops_at_the_token_budget(ml_shop: BuiltShop) -> Non
     result = writer.write(CopyRequest(products=["1"], n=3, backend="transformers"))
     assert len(recorder.requests) == 4  # 5 tokens each: the fourth call reaches 20 >= 16
     assert result.fallback and len(result.variants) == 3  # topped up from the templates
+
+
+@pytest.mark.parametrize("prompt", ["copy_v2", "copy_v1"])
+def test_a_copy_request_past_its_deadline_asks_the_model_nothing_more(
+    ml_shop: BuiltShop, prompt: str
+) -> None:
+    settings = Settings(
+        artifacts_dir=ml_shop.settings.artifacts_dir,
+        cache_dir=CACHE,
+        copy_prompt=prompt,
+        copy_deadline_s=1e-9,  # over before the first call
+    )
+    recorder = AskedFor()
+    registry = BackendRegistry(settings)
+    registry.register(recorder)
+    writer = Copywriter(settings, ml_shop.retriever.catalog.by_id(), registry)
+    result = writer.write(CopyRequest(products=["1"], n=2, backend="transformers"))
+    assert recorder.requests == []
+    assert result.fallback and "copy deadline" in (result.fallback_reason or "")
+    assert len(result.variants) == 2  # the templates filled in

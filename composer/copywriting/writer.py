@@ -13,7 +13,7 @@ from composer.copywriting.model import CopyRequest, CopyResult, CopyVariant
 from composer.errors import UsageError
 from composer.layout import Locale
 from composer.layout.model import ZH_CHARS
-from composer.llm.base import GenerationRequest, LLMBackend, LLMError
+from composer.llm.base import DEADLINE, GenerationRequest, LLMBackend, LLMError, generate_batch
 from composer.prompting import PromptLibrary, clean_fact
 from composer.settings import Settings
 from composer.shop import ProfileFile, ShopProfile
@@ -65,7 +65,11 @@ class Copywriter:
             "language": _LANGUAGE[request.locale],
             "locale": request.locale.value,
             "products": [
-                {"title": clean_fact(p.title), "categories": list(p.categories[:3]), "year": p.year}
+                {
+                    "title": clean_fact(p.title),
+                    "categories": [clean_fact(c, 24) for c in p.categories[:3]],
+                    "year": p.year,
+                }
                 for p in products
             ],
         }
@@ -101,11 +105,12 @@ class Copywriter:
         completions = backend.reads_prompt and self.prompts.has_block(
             self.settings.copy_prompt, "copy"
         )
+        deadline = t0 + self.settings.copy_deadline_s
         try:
             if completions:
-                texts = self._completions(request, variables, backend, profile, result)
+                texts = self._completions(request, variables, backend, profile, result, deadline)
             else:
-                texts = self._json_variants(request, variables, backend, result)
+                texts = self._json_variants(request, variables, backend, result, deadline)
             for text in texts:
                 if len(result.variants) >= request.n:
                     break
@@ -146,9 +151,10 @@ class Copywriter:
         variables: dict[str, object],
         backend: LLMBackend,
         result: CopyResult,
+        deadline: float,
     ) -> Iterator[str | None]:
         """copy_v1 (and the rules backend, which reads no prompt): one JSON answer per call,
-        a new seed per variant."""
+        a new seed per variant, none started after ``deadline``."""
         messages = (
             self.prompts.render(self.settings.copy_prompt, variables)
             if backend.reads_prompt
@@ -165,6 +171,9 @@ class Copywriter:
         for attempt in range(request.n * TRIES_PER_VARIANT):
             if result.tokens >= self.settings.copy_token_budget:
                 return  # the budget holds for this path too; templates top up the rest
+            if time.perf_counter() > deadline:
+                result.fallback_reason = self._late()
+                return
             generation = backend.generate(
                 GenerationRequest(
                     messages=messages,
@@ -185,8 +194,10 @@ class Copywriter:
         backend: LLMBackend,
         profile: ShopProfile | None,
         result: CopyResult,
+        deadline: float,
     ) -> Iterator[str | None]:
-        """copy_v2: candidates as one sampled batch, continuing copy written for the shop."""
+        """copy_v2: candidates as one sampled batch, continuing copy written for the shop;
+        those unfinished at ``deadline`` are dropped."""
         bank = (
             profile.for_locale(request.locale).copy_.get(request.kind.value, []) if profile else []
         )
@@ -220,24 +231,33 @@ class Copywriter:
         # Twice the variants asked for (some fail their checks), within the token budget;
         # what the budget leaves out is topped up from the rules templates.
         budget = max(1, self.settings.copy_token_budget // max_tokens)
-        generations = backend.generate(
-            GenerationRequest(
-                messages=(),
-                prompt=prompt,
-                regex=regex,
-                stop=("\n",),
-                max_tokens=max_tokens,
-                temperature=0.8,
-                seed=request.seed,
-                n=min(8, request.n * 2, budget),
-            )
+        [generations] = generate_batch(
+            backend,
+            [
+                GenerationRequest(
+                    messages=(),
+                    prompt=prompt,
+                    regex=regex,
+                    stop=("\n",),
+                    max_tokens=max_tokens,
+                    temperature=0.8,
+                    seed=request.seed,
+                    n=min(8, request.n * 2, budget),
+                )
+            ],
+            deadline,
         )
         result.tokens += sum(g.tokens for g in generations)
+        if not generations or any(g.finish_reason == DEADLINE for g in generations):
+            result.fallback_reason = self._late()
         for g in generations:
-            if g.finish_reason == "length":
+            if g.finish_reason in ("length", DEADLINE):
                 continue  # cut off mid-sentence
             text = " ".join(g.text.split())
             yield text or None
+
+    def _late(self) -> str:
+        return f"copy deadline of {self.settings.copy_deadline_s:g} s reached"
 
     def _on_topic(
         self, text: str, words: list[str], titles: list[str], variables: dict[str, object]

@@ -52,7 +52,7 @@ class HandleMap:
 def clean_fact(text: str, limit: int = TITLE_CHARS) -> str:
     """Catalog text as inert data: no control or markup characters, bounded length. Cached:
     every page cleans its 16 candidates' titles and categories, and they recur."""
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
     text = re.sub(r"[<>{}\[\]`]", " ", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -64,7 +64,8 @@ def shopper_summary(candidates: CandidateSet) -> str:
         return "new shopper, no history yet"
     parts = [f"{p.events} past orders" if p.known else f"{p.events} recent items"]
     if p.top_categories:
-        parts.append("likes " + ", ".join(p.top_categories))
+        # Cleaned here too: a store written before ingest cleaned categories may hold any text.
+        parts.append("likes " + ", ".join(clean_fact(c, 24) for c in p.top_categories))
     return "; ".join(parts)
 
 
