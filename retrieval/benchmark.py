@@ -8,7 +8,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from retrieval.retriever import RetrievalRequest, Retriever
 from retrieval.sources import MFSource, PopularitySource, VectorSource
 from retrieval.store import Store
 from retrieval.vector_index import ChromaIndex
+
+WARMUP = 30  # untimed requests before a run: caches, first-call costs
 
 QUERIES = (
     "comedy",
@@ -93,30 +95,52 @@ class LatencyReport:
     ratio_vs_baseline: float
 
 
-def _requests(retriever: Retriever, n: int, seed: int) -> list[RetrievalRequest]:
-    """A mix like a storefront's: known shoppers, searches, anonymous sessions."""
+def distinct_queries(n: int, seed: int) -> list[str]:
+    """``n`` different search strings: the encoder's cache keeps the embedding of every
+    string it has seen, so a repeated query would time a dictionary lookup, not a search."""
+    combos = [f"{w} {q}" for q in QUERIES for w in SYNTH_WORDS]
+    combos += [f"{q} for {c.lower()}" for q in QUERIES for c in SYNTH_CATEGORIES]
+    combos += [f"{w} {c.lower()}" for w in SYNTH_WORDS for c in SYNTH_CATEGORIES]
+    order = np.random.default_rng(seed).permutation(len(combos))
+    # Past the 800 combinations, a round number keeps each string new.
+    return [
+        combos[order[i % len(combos)]] + (f" {i // len(combos)}" if i >= len(combos) else "")
+        for i in range(n)
+    ]
+
+
+def benchmark_requests(
+    retriever: Retriever, n: int, seed: int, queries: Iterator[str] | None = None
+) -> list[RetrievalRequest]:
+    """A mix like a storefront's: known shoppers, searches, anonymous sessions. Every
+    search has its own query string, from ``queries`` (several runs sharing an encoder must
+    share one iterator: the encoder's cache outlives a run)."""
     rng = np.random.default_rng(seed)
+    queries = queries if queries is not None else iter(distinct_queries(n, seed))
     shoppers = sorted(retriever.mf.model.user_index) if retriever.mf else []
     ids = retriever.catalog.ids
     out = []
-    for i in range(n):
+    for _ in range(n):
         roll = rng.random()
         if roll < 0.6 and shoppers:
             out.append(RetrievalRequest(shopper_id=str(rng.choice(shoppers))))
         elif roll < 0.85 and shoppers:
-            out.append(
-                RetrievalRequest(
-                    shopper_id=str(rng.choice(shoppers)), query=QUERIES[i % len(QUERIES)]
-                )
-            )
+            out.append(RetrievalRequest(shopper_id=str(rng.choice(shoppers)), query=next(queries)))
         else:
             recent = tuple(str(x) for x in rng.choice(ids, size=3, replace=False))
             out.append(RetrievalRequest(recent_product_ids=recent))
     return out
 
 
-def measure(retriever: Retriever, n: int = 300, warmup: int = 30, seed: int = 1) -> LatencyReport:
-    reqs = _requests(retriever, n + warmup, seed)
+def measure(
+    retriever: Retriever,
+    n: int = 300,
+    warmup: int = WARMUP,
+    seed: int = 1,
+    queries: Iterator[str] | None = None,
+) -> LatencyReport:
+    """``queries``: see :func:`benchmark_requests`."""
+    reqs = benchmark_requests(retriever, n + warmup, seed, queries)
     for r in reqs[:warmup]:  # warm: caches, query embeddings, first-call costs
         retriever.retrieve(r)
     lat, stages = [], {}

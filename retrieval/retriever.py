@@ -130,8 +130,11 @@ class Retriever:
             if source is None:
                 continue
             t = time.perf_counter()
-            results.append(source.candidates(ctx, pool, f))
+            result = source.candidates(ctx, pool, f)
             timings[name] = (time.perf_counter() - t) * 1000
+            for stage, ms in result.stages_ms.items():
+                timings[f"{name}.{stage}"] = ms  # part of timings[name], shown apart
+            results.append(result)
         return results
 
     def weights_for(self, ctx: ShopperContext) -> Mapping[str, float]:

@@ -3,8 +3,9 @@ needs to know which is which."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -26,6 +27,8 @@ class SourceResult:
     provenance: Provenance
     ids: list[str]
     scores: np.ndarray
+    # Stages inside the source worth timing apart (the query's embedding), in ms.
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, name: str, provenance: Provenance) -> SourceResult:
@@ -149,7 +152,9 @@ class VectorSource:
         return self.profile_vector(ctx), False
 
     def candidates(self, ctx: ShopperContext, k: int, f: CandidateFilter) -> SourceResult:
+        t = time.perf_counter()
         vec, _ = self.query_vector(ctx)
+        embed_ms = (time.perf_counter() - t) * 1000
         if vec is None:
             return SourceResult.empty(self.name, Provenance.VECTOR)
         total = self._total
@@ -169,6 +174,7 @@ class VectorSource:
             Provenance.VECTOR,
             [ids[i] for i in keep],
             np.asarray([scores[i] for i in keep], dtype=np.float32),
+            {"embed": embed_ms} if ctx.query else {},
         )
 
 

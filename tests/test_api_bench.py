@@ -7,7 +7,8 @@ import json
 import pytest
 from conftest import BuiltShop
 
-from composer.api_bench import check_loopback
+from composer.api_bench import CacheAnswered, LocalServer, check_loopback, percentile
+from composer.api_bench import run as bench_run
 from composer.cli import run
 from composer.errors import UsageError
 
@@ -48,6 +49,31 @@ def test_bench_api_json_shape(
     for group in ("rules", "llm"):
         for c in ("c1", "c16"):
             r = report[group][c]
-            assert r["errors"] == 0 and r["pages_per_s"] > 0
-            assert r["p99_ms"] >= r["p50_ms"] > 0
+            assert r["errors"] == r["non_200"] == r["cache_hits"] == 0 and r["pages_per_s"] > 0
+            assert r["answered_200"] == r["requests"]
+            # 20 answers back a p90, not a p99; one answer backs no percentile at all.
+            assert (r["p50_ms"] is None) == (r["requests"] < 2)
+            assert (r["p90_ms"] is None) == (r["requests"] < 10) and r["p99_ms"] is None
     assert report["distinct_shoppers"] == 20 + 20 + 1 + 4
+
+
+@pytest.mark.slow
+def test_a_run_answered_from_the_page_cache_fails(
+    ml_shop: BuiltShop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPOSER_ARTIFACTS_DIR", str(ml_shop.settings.artifacts_dir))
+    monkeypatch.setenv("COMPOSER_LLM_BACKEND", "rules")
+    shoppers = [str(n) for n in range(1, 40)]
+    with LocalServer(1) as server:
+        first = bench_run(server.url, server.key, "rules", 16, 0, shoppers, seed_base=1)
+        assert first["rules"]["c1"]["cache_hits"] == 0
+        # The same shoppers and seeds again (by default a run's seeds come from the clock):
+        # every page is in the server's cache, and the run refuses to report figures.
+        with pytest.raises(CacheAnswered, match="page cache"):
+            bench_run(server.url, server.key, "rules", 16, 0, shoppers, seed_base=1)
+
+
+def test_percentiles_need_enough_samples() -> None:
+    assert percentile([5.0], 50) is None and percentile([5.0, 7.0], 50) == 6.0
+    assert percentile(list(range(99)), 99) is None
+    assert percentile([float(v) for v in range(100)], 99) == 98.0

@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 from fault_injection import TWO_SECTIONS, ScriptedBackend
 
-from composer.evaluation import CachedBackend, GenerationCache, recording
+from composer.evaluation import (
+    CachedBackend,
+    GenerationCache,
+    model_identity,
+    recording,
+    server_identity,
+)
 from composer.evaluation.vector_cache import CachedEncoder
 from composer.llm.base import ChatMessage, GenerationRequest, LLMBackend, LLMError
 from composer.llm.rules_backend import RulesBackend
+from composer.settings import Settings
 from retrieval import Encoder
 
 
@@ -135,3 +142,30 @@ def test_query_vectors_are_replayed_without_the_embedding_model(
 
     replay = CachedEncoder(encoder.model_name, cache, no_model)
     assert np.array_equal(replay.encode_one("horror films"), vector)
+
+
+def test_a_changed_weight_or_tokenizer_file_changes_the_model_identity(tmp_path: Path) -> None:
+    # Contents, not names and sizes: a fine-tuned checkpoint has the same shapes.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "tokenizer.json").write_text('{"vocab": 1}')
+    (model / "model.safetensors").write_bytes(b"\x00" * 4096)
+    settings = Settings(cache_dir=tmp_path / "cache")
+    first = model_identity(settings, "transformers", str(model))
+    assert model_identity(settings, "transformers", str(model)) == first
+    assert (tmp_path / "cache" / "eval" / "file_digests.json").is_file()  # hashed once
+
+    (model / "model.safetensors").write_bytes(b"\x01" + b"\x00" * 4095)  # same size
+    tuned = model_identity(settings, "transformers", str(model))
+    assert tuned != first and tuned.startswith("model#")
+    (model / "tokenizer.json").write_text('{"vocab": 2}')
+    assert model_identity(settings, "transformers", str(model)) not in (first, tuned)
+
+
+def test_a_vllm_identity_names_what_the_server_serves(tmp_path: Path) -> None:
+    # No server on this port: the identity says so instead of failing (the generations
+    # will fail on their own, with the backend's error).
+    settings = Settings(cache_dir=tmp_path, vllm_url="http://127.0.0.1:9/v1")
+    assert server_identity(settings.vllm_url, timeout_s=0.5) == "server:unreachable"
+    assert model_identity(settings, "vllm", "m").startswith("m#")

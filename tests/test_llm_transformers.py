@@ -21,6 +21,7 @@ from composer.llm import (
     ensure_default_model,
     resolve_model,
 )
+from composer.llm.speed import measure_decoding_speed
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +122,8 @@ def test_forced_json_is_not_decoded_token_by_token(
     decode_steps = steps[1:]  # the first call is the prefill
     assert any(n > 1 for n in decode_steps)  # forced tokens ride along with a sampled one
     assert len(steps) < gen.tokens
+    # The generation counts what happened: every pass, and the tokens nobody sampled.
+    assert gen.forward_passes == len(steps) and 0 < gen.forced_tokens < gen.tokens
     # The opening `{"category":"` is forced before any choice: prefilled with the prompt.
     assert backend._encode(request).shape[1] < steps[0] + (gen.cached_tokens or 0)
 
@@ -241,3 +244,17 @@ def test_a_batch_stops_at_its_deadline(backend: TransformersBackend) -> None:
         ["deadline", "deadline"],
         ["deadline"],
     ]
+
+
+def test_the_decoding_benchmark_tells_jump_forward_from_the_cost_of_the_mask(
+    backend: TransformersBackend,
+) -> None:
+    request = _ask("Hats for winter. Reply as JSON.", json_schema=SCHEMA, max_tokens=60)
+    speed = measure_decoding_speed(backend, request, runs=1)
+    # Fewer passes than tokens on the constrained side (forced tokens ride along); one pass
+    # per token on the free side, which is forced to the same length.
+    assert speed["constrained_forward_passes"] < speed["tokens"]
+    assert speed["unconstrained_forward_passes"] == speed["tokens"]
+    assert speed["constrained_forced_tokens"] > 0
+    assert speed["constrained_ms_per_pass"] > 0 and speed["unconstrained_ms_per_pass"] > 0
+    assert speed["constrained_pass_speed_ratio"] > 0

@@ -18,6 +18,7 @@ from test_api import KeyedClient, app_for, parse_sse
 
 from composer.backends import BackendRegistry
 from composer.copywriting import CopyRequest, Copywriter
+from composer.evaluation import server_identity
 from composer.layout import PageLayout
 from composer.llm.base import Generation, GenerationRequest
 from composer.llm.circuit import CircuitBreaker
@@ -214,6 +215,14 @@ def test_a_batch_goes_out_at_once_and_a_deadline_blames_nobody(
     late = backend.generate_batch(requests, deadline=time.perf_counter())
     assert late == [[], [], []]
     assert backend.breaker.state == "closed"
+
+
+def test_the_eval_cache_knows_the_served_model_and_the_server_version(
+    vllm_server: VLLMServer,
+) -> None:
+    identity = server_identity(vllm_server.url)
+    assert identity.startswith(f"server:{DEFAULT_MODEL}<") and ";version:" in identity
+    assert not identity.endswith("version:None")
 
 
 def test_copy_n_distinct_seeded_variants(vllm_server: VLLMServer, ml_shop: BuiltShop) -> None:

@@ -17,6 +17,7 @@ from composer.evaluation.compare import (
 )
 from composer.evaluation.gen_cache import CachedBackend, CallRecord, GenerationCache, recording
 from composer.evaluation.holdout import Holdout, build_holdout, sample_cases
+from composer.evaluation.identity import FileDigests, model_identity, server_identity
 from composer.evaluation.judge import PageJudge, Verdict, judge_runs, verdict
 from composer.evaluation.metrics import Metric, metric_names, metrics_for
 from composer.evaluation.report import build_context, render_report
@@ -39,6 +40,7 @@ __all__ = [
     "Estimate",
     "EvalRunner",
     "ExampleRun",
+    "FileDigests",
     "GenerationCache",
     "Holdout",
     "Metric",
@@ -62,12 +64,14 @@ __all__ = [
     "make_baseline",
     "metric_names",
     "metrics_for",
+    "model_identity",
     "plan_variants",
     "recording",
     "render_report",
     "resample_indices",
     "sample_cases",
     "save_baseline",
+    "server_identity",
     "suite_metrics",
     "verdict",
 ]

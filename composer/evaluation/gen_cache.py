@@ -82,7 +82,7 @@ def request_key(request: GenerationRequest, backend: str, model: str) -> str:
     # Only when set, so keys of chat requests made before completions existed still match.
     if request.weights != "full":
         payload["weights"] = request.weights
-    for name in ("prompt", "regex", "stop"):
+    for name in ("prompt", "regex", "stop", "avoid"):
         value = getattr(request, name)
         if value:
             payload[name] = list(value) if isinstance(value, tuple) else value

@@ -3,8 +3,6 @@ every generation through the cache, metrics per example."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +22,7 @@ from composer.evaluation.gen_cache import (
     recording,
 )
 from composer.evaluation.holdout import Holdout, sample_cases
+from composer.evaluation.identity import model_identity
 from composer.evaluation.metrics import copy_metrics, page_metrics
 from composer.evaluation.suite import CopyCase, PageCase, Suite
 from composer.llm.base import LLMBackend
@@ -106,38 +105,6 @@ class SuiteRun:
         return CacheStats(
             sum(r.cache.hits for r in self.runs), sum(r.cache.misses for r in self.runs)
         )
-
-
-# The code that turns a request into text: editing the decoding loop must not replay
-# generations made by the old one.
-_BACKEND_MODULES = {
-    "transformers": "composer.llm.transformers_backend",
-    "vllm": "composer.llm.vllm_backend",
-}
-
-
-def model_identity(settings: Settings, backend: str, model: str) -> str:
-    """The model's name plus a fingerprint of its local files (config, weight sizes) and of
-    the backend's source, so new weights or a changed decoder do not replay stale output."""
-    digest = hashlib.sha256()
-    module = _BACKEND_MODULES.get(backend)
-    spec = importlib.util.find_spec(module) if module else None
-    if spec is not None and spec.origin:
-        digest.update(Path(spec.origin).read_bytes())
-    name = model
-    if backend == "transformers":
-        from composer.llm import resolve_model
-
-        path = resolve_model(model, settings.resolved_cache_dir())
-        if isinstance(path, Path):
-            name = path.name
-            config = path / "config.json"
-            if config.is_file():
-                digest.update(config.read_bytes())
-            for weights in sorted(path.glob("*.safetensors")):
-                digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-        digest.update(f"dtype:{settings.llm_dtype}".encode())  # other weights, other words
-    return f"{name}#{digest.hexdigest()[:12]}"
 
 
 class EvalRunner:

@@ -53,6 +53,10 @@ class Generation:
     finish_reason: str = "stop"  # "stop" | "length"
     timings_ms: dict[str, float] = field(default_factory=dict)
     cached_tokens: int = 0  # prompt tokens served from a prefix cache
+    # Where the backend knows (in-process): tokens the grammar forced without sampling, and
+    # the model's forward passes (the prefill included). A server reports neither: 0.
+    forced_tokens: int = 0
+    forward_passes: int = 0
 
 
 # ``finish_reason`` of a completion the caller's deadline cut short: not an answer.

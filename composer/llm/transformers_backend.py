@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class _Run:
     decode_ms: float = 0.0
     grammar_ms: float = 0.0
     forced_tokens: int = 0  # taken from the grammar without sampling
+    forward_passes: int = 0  # the prefill included
     stop_text: str | None = None  # the text up to a stop string, when one ended the run
 
 
@@ -308,6 +309,7 @@ class TransformersBackend:
             else prompt
         )
         run.prefill_ms = (time.perf_counter() - started) * 1000
+        run.forward_passes = 1
         yield from opening
 
         while True:
@@ -354,6 +356,7 @@ class TransformersBackend:
             # Forced tokens go through the model in the same pass as the sampled one: on a
             # CPU, eight positions cost about two single steps.
             past, logits = self._forward(torch.tensor([step]), past)
+            run.forward_passes += 1
             run.decode_ms += (time.perf_counter() - started) * 1000
             yield from step
 
@@ -395,6 +398,7 @@ class TransformersBackend:
         past, logits = self._forward(step_ids, past, mask, positions)
         prefill_ms = (time.perf_counter() - started) * 1000
         following = positions[:, -1:] + 1
+        passes = 1  # of the whole batch: every row shares them
 
         grammars = [self._grammar(r) for r in requests]
         matchers = [
@@ -442,11 +446,13 @@ class TransformersBackend:
                 break
             mask = torch.cat([mask, torch.ones(rows, 1, dtype=torch.long)], dim=1)
             past, logits = self._forward(torch.tensor(picked).unsqueeze(1), past, mask, following)
+            passes += 1
             following = following + 1
         decode_ms = (time.perf_counter() - started) * 1000
         out: list[list[Generation]] = [[] for _ in requests]
         for row, run in enumerate(runs):
             run.decode_ms = decode_ms
+            run.forward_passes = passes
             out[owner[row]].append(self._to_generation(run))
         return out
 
@@ -602,13 +608,13 @@ class TransformersBackend:
             finish_reason=run.finish_reason,
             timings_ms=timings,
             cached_tokens=run.reused_prefix,
+            forced_tokens=run.forced_tokens,
+            forward_passes=run.forward_passes,
         )
 
     @staticmethod
     def _copy(gen: Generation) -> Generation:
-        return Generation(
-            gen.text, gen.tokens, gen.finish_reason, dict(gen.timings_ms), gen.cached_tokens
-        )
+        return replace(gen, timings_ms=dict(gen.timings_ms))
 
 
 def _common_prefix(prompts: Sequence[torch.Tensor]) -> int:
