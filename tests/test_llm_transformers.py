@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,15 @@ def test_the_decoding_benchmark_tells_jump_forward_from_the_cost_of_the_mask(
     assert speed["constrained_forced_tokens"] > 0
     assert speed["constrained_ms_per_pass"] > 0 and speed["unconstrained_ms_per_pass"] > 0
     assert speed["constrained_pass_speed_ratio"] > 0
+
+
+def test_a_banned_run_of_words_is_never_written(backend: TransformersBackend) -> None:
+    # After three identical lines the model copies the line; banned, its last word cannot
+    # follow the rest of the run (vLLM's bad_words), on the one-request and batch paths.
+    free = _headline("Laptops")
+    copied = backend.generate(free)[0].text
+    assert "keep up with" in copied
+    banned = replace(free, avoid=("keep up with", "up with you"))
+    assert "keep up with" not in backend.generate(banned)[0].text
+    sampled = backend.generate_batch([replace(banned, temperature=0.8, seed=2, n=3)])[0]
+    assert all("keep up with" not in g.text and "up with you" not in g.text for g in sampled)

@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Generator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import html5lib
@@ -211,6 +212,10 @@ def test_a_batch_goes_out_at_once_and_a_deadline_blames_nobody(
     answers = backend.generate_batch(requests)
     assert [len(a) for a in answers] == [2, 2, 2]
     assert all(re.fullmatch(r" ?[A-Z][A-Za-z ]{2,30}", g.text) for a in answers for g in a)
+    # Banned runs of words (bad_words on the server) are not written.
+    banned = [replace(r, avoid=("keep up with", "up with you")) for r in requests]
+    for answer in backend.generate_batch(banned):
+        assert all("keep up with" not in g.text and "up with you" not in g.text for g in answer)
     # Nothing answers within no time: every request is given up on, none is blamed.
     late = backend.generate_batch(requests, deadline=time.perf_counter())
     assert late == [[], [], []]

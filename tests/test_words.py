@@ -15,7 +15,7 @@ from composer.pipeline import PageComposer
 from composer.settings import Settings
 from composer.shop import load_profile
 from composer.validation import copies, mentions, word_issues
-from composer.wording import WordSettings
+from composer.wording import WordSettings, example_runs
 from retrieval import Encoder
 
 MOVIE_EXAMPLES = ["Your weekend movie night", "Laughs worth sharing", "Picked for your taste"]
@@ -134,6 +134,17 @@ def test_real_model_writes_the_words_from_the_shops_examples(
         assert copies(text, profile.example_texts()) is None
         assert not [i for i in word_issues(text) if i.code in ("handle", "prompt_field")]
     assert len({s.lower() for s in shown}) == len(shown)
+    # No candidate, shown or not, wrote a banned run of three words of the examples.
+    runs = example_runs(profile.example_texts(), 3)
+    for w in trace.words:
+        for c in w["candidates"]:
+            assert not [r for r in runs if f" {r} " in f" {c['text']} "], c["text"]
+
+
+def test_example_runs_are_every_run_of_n_words() -> None:
+    runs = example_runs(["Laptops that keep up", "Quiet, wherever you go", "TVs"], 3)
+    assert runs == ("Laptops that keep", "that keep up", "Quiet, wherever you", "wherever you go")
+    assert example_runs(["Laptops that keep up"], 0) == ()
 
 
 def test_distinct_titles_and_absolute_gate_bounds_on_hand_computed_cases() -> None:

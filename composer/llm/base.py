@@ -44,6 +44,9 @@ class GenerationRequest:
     # suits short checked completions (page words); "full" for the rest (copy, layouts).
     # A server (vLLM) decodes with the weights it was started with.
     weights: Literal["full", "int8"] = "full"
+    # Word sequences the completion may not write (vLLM's ``bad_words``): once the text ends
+    # with all but the last token of one, that last token is not allowed.
+    avoid: tuple[str, ...] = ()
 
 
 @dataclass

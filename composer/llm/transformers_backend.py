@@ -296,6 +296,7 @@ class TransformersBackend:
             bitmask = xgr.allocate_token_bitmask(1, self._vocab_size)
             run.grammar_ms = (time.perf_counter() - started) * 1000
         eos = torch.tensor(self._eos_ids)
+        avoid = self._avoid_sequences(request.avoid)
         # What the grammar forces before any choice (`{"sections":[{"kind":"hero",…`) is
         # prefilled with the prompt instead of decoded token by token.
         opening = self._jump_forward(matcher, request.max_tokens - 1) if matcher else []
@@ -317,6 +318,8 @@ class TransformersBackend:
             if matcher is not None and bitmask is not None:
                 matcher.fill_next_token_bitmask(bitmask)
                 xgr.apply_token_bitmask_inplace(logits, bitmask)
+            if avoid:
+                self._ban(logits[0], run.token_ids, avoid)
             if len(run.token_ids) < request.min_tokens:
                 kept = logits[:, eos].clone()
                 logits[:, eos] = -float("inf")
@@ -410,6 +413,7 @@ class TransformersBackend:
             else None
         )
         rngs = [self._rng(r) for r in requests]
+        avoid = [self._avoid_sequences(r.avoid) for r in requests]
         runs = [_Run(prefill_ms=prefill_ms, reused_prefix=reused) for _ in owner]
         done = [False] * rows
         started = time.perf_counter()
@@ -425,6 +429,9 @@ class TransformersBackend:
                     if matcher is not None and not done[row]:
                         matcher.fill_next_token_bitmask(bitmask, row)
                 xgr.apply_token_bitmask_inplace(logits, bitmask)
+            for row, request_index in enumerate(owner):
+                if avoid[request_index] and not done[row]:
+                    self._ban(logits[row], runs[row].token_ids, avoid[request_index])
             picked = self._pick_rows(logits, requests, owner, rngs)
             for row, token in enumerate(picked):
                 if done[row]:
@@ -478,6 +485,37 @@ class TransformersBackend:
             for row, token in zip(rows, tokens.flatten().tolist(), strict=True):
                 picked[row] = int(token)
         return picked
+
+    def _avoid_sequences(self, texts: tuple[str, ...]) -> list[list[int]]:
+        """Token sequences of ``texts`` as written at the start of a line and after a space
+        (the two tokenisations vLLM's ``bad_words`` covers too)."""
+        out: list[list[int]] = []
+        for text in texts:
+            for form in (text.strip(), " " + text.strip()):
+                ids = self._tokenizer.encode(form, add_special_tokens=False)
+                if ids and ids not in out:
+                    out.append(ids)
+        return out
+
+    @staticmethod
+    def _ban(logits: torch.Tensor, token_ids: list[int], avoid: list[list[int]]) -> None:
+        """Disallow (in place, one row) each token that would complete a sequence of
+        ``avoid`` after ``token_ids``; unless that leaves nothing the grammar allows."""
+        banned = sorted(
+            {
+                seq[-1]
+                for seq in avoid
+                if len(seq) - 1 <= len(token_ids)
+                and token_ids[len(token_ids) - len(seq) + 1 :] == seq[:-1]
+            }
+        )
+        if not banned:
+            return
+        index = torch.tensor(banned)
+        kept = logits[index].clone()
+        logits[index] = -float("inf")
+        if not torch.isfinite(logits).any():
+            logits[index] = kept
 
     def _stopped(self, run: _Run, stops: tuple[str, ...], start: int) -> bool:
         """Whether the text generated so far contains a stop string; it is cut there."""

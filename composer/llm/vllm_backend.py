@@ -187,6 +187,8 @@ class VLLMBackend:
             body["structured_outputs"] = {"regex": request.regex}
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.avoid:
+            body["bad_words"] = list(request.avoid)
         if self.cache_salt is not None:
             body["cache_salt"] = self.cache_salt
         if stream:

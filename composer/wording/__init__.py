@@ -10,6 +10,7 @@ from composer.wording.writer import (
     WordField,
     WordWriter,
     encoder_similarity,
+    example_runs,
     field_regex,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "WordSettings",
     "WordWriter",
     "encoder_similarity",
+    "example_runs",
     "field_regex",
     "headline_examples",
     "theme_words",

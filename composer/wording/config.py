@@ -27,6 +27,16 @@ class WordSettings(BaseModel):
         description="In-process weights for words: full, or int8 (linear layers quantised "
         "with fbgemm: pages about 1.5-2x faster on CPU, clumsier words).",
     )
+    # Few-shot, the 135M model swaps its theme into an example ("Monitors with more room for
+    # your work" -> "Phones with more room for your work"): the checks reject such copies,
+    # but each costs a candidate. Word sequences of the examples are banned while decoding.
+    avoid_ngram: int = Field(
+        3,
+        ge=0,
+        le=8,
+        description="Runs of this many words from the shop's examples that a headline may not "
+        "write (banned while decoding, vLLM's bad_words); 0: off.",
+    )
     temperature: float = Field(0.8, gt=0, le=2, description="Sampling temperature.")
     examples: int = Field(3, ge=1, le=8, description="Examples from the shop's bank per prompt.")
     max_tokens: int = Field(16, ge=4, le=64, description="Tokens per headline or title.")

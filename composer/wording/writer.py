@@ -97,6 +97,19 @@ class WordChoice:
         }
 
 
+def example_runs(examples: Sequence[str], n: int) -> tuple[str, ...]:
+    """Every run of ``n`` words in ``examples`` (case as written), for the decoder to ban;
+    () when ``n`` is 0."""
+    if n < 1:
+        return ()
+    runs: dict[str, None] = {}
+    for example in examples:
+        words = example.split()
+        for i in range(len(words) - n + 1):
+            runs[" ".join(words[i : i + n])] = None
+    return tuple(runs)
+
+
 def _theme_names(themes: Sequence[ThemeWords]) -> set[str]:
     names: set[str] = set()
     for t in themes:
@@ -122,6 +135,7 @@ class WordWriter:
         self.settings = settings
         self.similarity = similarity
         self._examples = profile.example_texts()
+        self._avoid = example_runs(self._examples, settings.avoid_ngram)
 
     def prompt_texts(self) -> list[str]:
         """Fixed text of every prompt this writer renders: what a page must not repeat."""
@@ -184,7 +198,8 @@ class WordWriter:
         may not repeat one chosen before it. Fields the deadline left unanswered keep their
         rules text (``late``)."""
         started = time.perf_counter()
-        answers = generate_batch(self.backend, [self._request(f) for f in fields], deadline)
+        requests = [self._request(f, locale) for f in fields]
+        answers = generate_batch(self.backend, requests, deadline)
         seconds = time.perf_counter() - started
         taken: list[str] = []
         choices: list[WordChoice] = []
@@ -220,7 +235,7 @@ class WordWriter:
             "locale": locale.value,
         }
 
-    def _request(self, f: WordField) -> GenerationRequest:
+    def _request(self, f: WordField, locale: Locale) -> GenerationRequest:
         return GenerationRequest(
             messages=(),
             prompt=f.prompt,
@@ -231,6 +246,8 @@ class WordWriter:
             seed=f.seed,
             n=self.settings.candidates,
             weights=self.settings.weights,
+            # Words are runs between spaces: Chinese examples have none to ban.
+            avoid=self._avoid if locale == Locale.EN else (),
         )
 
     def _choose(
