@@ -55,6 +55,25 @@ class _Run:
     stop_text: str | None = None  # the text up to a stop string, when one ended the run
 
 
+@dataclass(frozen=True)
+class _Avoid:
+    """Banned token sequences, by the length of all but their last token: a step looks up
+    the text's tail once per length instead of comparing every sequence."""
+
+    by_prefix: dict[int, dict[tuple[int, ...], set[int]]]
+
+    def __bool__(self) -> bool:
+        return bool(self.by_prefix)
+
+    def after(self, token_ids: list[int]) -> set[int]:
+        banned: set[int] = set()
+        for length, prefixes in self.by_prefix.items():
+            if length <= len(token_ids):
+                tail = tuple(token_ids[len(token_ids) - length :])
+                banned |= prefixes.get(tail, set())
+        return banned
+
+
 @contextmanager
 def _as_llm_error(model: str) -> Iterator[None]:
     """Callers fall back on LLMError; anything else escaping would crash a page request."""
@@ -133,6 +152,7 @@ class TransformersBackend:
             cache_enabled=False,  # bounded LRU below instead of xgrammar's unbounded cache
         )
         self._grammars: LRU[str, xgr.CompiledGrammar] = LRU(GRAMMAR_CACHE_SIZE)
+        self._avoids: LRU[tuple[str, ...], _Avoid] = LRU(GRAMMAR_CACHE_SIZE)
         self._lock = threading.Lock()
 
     def _stop_token_ids(self) -> list[int]:
@@ -486,32 +506,34 @@ class TransformersBackend:
                 picked[row] = int(token)
         return picked
 
-    def _avoid_sequences(self, texts: tuple[str, ...]) -> list[list[int]]:
+    def _avoid_sequences(self, texts: tuple[str, ...]) -> _Avoid:
         """Token sequences of ``texts`` as written at the start of a line and after a space
-        (the two tokenisations vLLM's ``bad_words`` covers too)."""
-        out: list[list[int]] = []
+        (the two tokenisations vLLM's ``bad_words`` covers too); built once per set of
+        texts, which a shop's pages share."""
+        if not texts:
+            return _Avoid({})
+        known = self._avoids.get(texts)
+        if known is not None:
+            return known
+        by_prefix: dict[int, dict[tuple[int, ...], set[int]]] = {}
         for text in texts:
             for form in (text.strip(), " " + text.strip()):
                 ids = self._tokenizer.encode(form, add_special_tokens=False)
-                if ids and ids not in out:
-                    out.append(ids)
-        return out
+                if ids:
+                    prefix = tuple(ids[:-1])
+                    by_prefix.setdefault(len(prefix), {}).setdefault(prefix, set()).add(ids[-1])
+        avoid = _Avoid(by_prefix)
+        self._avoids.put(texts, avoid)
+        return avoid
 
     @staticmethod
-    def _ban(logits: torch.Tensor, token_ids: list[int], avoid: list[list[int]]) -> None:
+    def _ban(logits: torch.Tensor, token_ids: list[int], avoid: _Avoid) -> None:
         """Disallow (in place, one row) each token that would complete a sequence of
         ``avoid`` after ``token_ids``; unless that leaves nothing the grammar allows."""
-        banned = sorted(
-            {
-                seq[-1]
-                for seq in avoid
-                if len(seq) - 1 <= len(token_ids)
-                and token_ids[len(token_ids) - len(seq) + 1 :] == seq[:-1]
-            }
-        )
+        banned = avoid.after(token_ids)
         if not banned:
             return
-        index = torch.tensor(banned)
+        index = torch.tensor(sorted(banned))
         kept = logits[index].clone()
         logits[index] = -float("inf")
         if not torch.isfinite(logits).any():

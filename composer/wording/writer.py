@@ -41,6 +41,9 @@ HEADLINE_CHARS = 48
 TITLE_CHARS = 40
 ZH_HEADLINE_CHARS = 12
 NO_CAP = 999  # Chinese words end where they end: no cut-off check by length
+# vLLM refuses more than 128 banned token sequences a request, and each run is banned in two
+# tokenisations (line start, after a space).
+MAX_AVOID = 64
 
 
 def field_regex(locale: Locale, lo: int, hi: int, commas: bool = True) -> str:
@@ -74,6 +77,7 @@ class WordField:
     lo: int
     hi: int
     cap: int  # characters at which a candidate counts as cut off
+    avoid: tuple[str, ...] = ()  # runs of the prompt's example words not to write
 
 
 @dataclass
@@ -135,7 +139,6 @@ class WordWriter:
         self.settings = settings
         self.similarity = similarity
         self._examples = profile.example_texts()
-        self._avoid = example_runs(self._examples, settings.avoid_ngram)
 
     def prompt_texts(self) -> list[str]:
         """Fixed text of every prompt this writer renders: what a page must not repeat."""
@@ -162,7 +165,7 @@ class WordWriter:
         return WordField(
             where, prompt, field_regex(locale, HEADLINE_MIN, HEADLINE_CHARS), seed,
             tuple(theme.words), theme.text, names, fallback, HEADLINE_MIN, HEADLINE_MAX,
-            NO_CAP if locale == Locale.ZH else HEADLINE_CHARS,
+            NO_CAP if locale == Locale.ZH else HEADLINE_CHARS, self._avoid(examples, locale),
         )  # fmt: skip
 
     def title(
@@ -184,7 +187,7 @@ class WordWriter:
         return WordField(
             "title", prompt, field_regex(locale, 3, TITLE_CHARS, commas=False), seed, words,
             "; ".join(t.text for t in lead), names, fallback, 3, TITLE_MAX,
-            NO_CAP if locale == Locale.ZH else TITLE_CHARS,
+            NO_CAP if locale == Locale.ZH else TITLE_CHARS, self._avoid(examples, locale),
         )  # fmt: skip
 
     def write(
@@ -198,7 +201,7 @@ class WordWriter:
         may not repeat one chosen before it. Fields the deadline left unanswered keep their
         rules text (``late``)."""
         started = time.perf_counter()
-        requests = [self._request(f, locale) for f in fields]
+        requests = [self._request(f) for f in fields]
         answers = generate_batch(self.backend, requests, deadline)
         seconds = time.perf_counter() - started
         taken: list[str] = []
@@ -235,7 +238,14 @@ class WordWriter:
             "locale": locale.value,
         }
 
-    def _request(self, f: WordField, locale: Locale) -> GenerationRequest:
+    def _avoid(self, examples: Sequence[tuple[str, str]], locale: Locale) -> tuple[str, ...]:
+        """Runs of words of the examples this prompt shows: what the model copies is what it
+        sees. Words are runs between spaces, so Chinese examples have none to ban."""
+        if locale != Locale.EN:
+            return ()
+        return example_runs([text for _, text in examples], self.settings.avoid_ngram)[:MAX_AVOID]
+
+    def _request(self, f: WordField) -> GenerationRequest:
         return GenerationRequest(
             messages=(),
             prompt=f.prompt,
@@ -246,8 +256,7 @@ class WordWriter:
             seed=f.seed,
             n=self.settings.candidates,
             weights=self.settings.weights,
-            # Words are runs between spaces: Chinese examples have none to ban.
-            avoid=self._avoid if locale == Locale.EN else (),
+            avoid=f.avoid,
         )
 
     def _choose(
