@@ -406,19 +406,24 @@ class TransformersBackend:
         started = time.perf_counter()
         shared = _common_prefix(prompts)
         past, _, reused = self._prefill(prompts[0][:shared].unsqueeze(0))
-        past.batch_repeat_interleave(rows)
-        tails = [prompts[i][shared:] for i in owner]
+        # Each prompt's tail is prefilled once, then its cache and logits are copied to the
+        # request's n rows (a third of the tail work with three candidates).
+        past.batch_repeat_interleave(len(requests))
+        tails = [prompt[shared:] for prompt in prompts]
         width = max(len(t) for t in tails)
         pad = self._eos_ids[0]
-        step_ids = torch.full((rows, width), pad, dtype=torch.long)
-        mask = torch.ones(rows, shared + width, dtype=torch.long)
-        positions = torch.full((rows, width), shared, dtype=torch.long)
-        for row, tail in enumerate(tails):
+        step_ids = torch.full((len(requests), width), pad, dtype=torch.long)
+        mask = torch.ones(len(requests), shared + width, dtype=torch.long)
+        positions = torch.full((len(requests), width), shared, dtype=torch.long)
+        for i, tail in enumerate(tails):
             gap = width - len(tail)
-            step_ids[row, gap:] = tail
-            mask[row, shared : shared + gap] = 0
-            positions[row, gap:] = torch.arange(shared, shared + len(tail))
+            step_ids[i, gap:] = tail
+            mask[i, shared : shared + gap] = 0
+            positions[i, gap:] = torch.arange(shared, shared + len(tail))
         past, logits = self._forward(step_ids, past, mask, positions)
+        rows_of = torch.tensor(owner)
+        past.batch_select_indices(rows_of)
+        logits, mask, positions = logits[rows_of], mask[rows_of], positions[rows_of]
         prefill_ms = (time.perf_counter() - started) * 1000
         following = positions[:, -1:] + 1
         passes = 1  # of the whole batch: every row shares them
