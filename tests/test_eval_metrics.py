@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import BuiltShop
+from fault_injection import ScriptedBackend
+from test_page import composer_for
 
 from composer.errors import UsageError
 from composer.evaluation import (
@@ -26,7 +29,7 @@ from composer.evaluation import (
 )
 from composer.evaluation.bootstrap import statistic
 from composer.evaluation.compare import load_baseline, save_baseline
-from composer.evaluation.gen_cache import CacheStats
+from composer.evaluation.gen_cache import CacheStats, CallRecord
 from composer.evaluation.metrics import (
     bigrams,
     degenerate,
@@ -35,11 +38,13 @@ from composer.evaluation.metrics import (
     grounding_counts,
     headline_length_ok,
     mentions_theme,
+    page_metrics,
     theme_category,
     tokens_of,
 )
 from composer.evaluation.suite import CopyRules, Suite
 from composer.layout import Locale
+from composer.page_request import PageRequest
 
 
 def test_tokens_and_bigrams_treat_each_chinese_character_as_a_word() -> None:
@@ -248,3 +253,16 @@ def test_judge_asks_both_orders_and_scores_only_agreement(tmp_path: Path) -> Non
     assert always_a.calls == 2  # both orders
     assert runs[1].examples[0].values == {"judge_score": 0.5, "judge_agree": 0.0}
     assert math.isnan(runs[0].examples[0].values["judge_score"])
+
+
+def test_a_json_page_the_model_did_not_write_as_json_counts_as_a_failure(
+    ml_shop: BuiltShop,
+) -> None:
+    # The one-JSON-answer path (page_v3): two answers, neither JSON. Skipping them would
+    # report 0 unknown handles and 0 grounding errors for a model that wrote nothing usable.
+    garbage = ScriptedBackend("transformers", texts=["Top picks: P1", "not a page"])
+    result = composer_for(ml_shop, garbage).compose(PageRequest(shopper_id="42"))
+    assert result.trace.fallback and not result.trace.words
+    calls = [CallRecord(text, 3, 0.1, 0.1, False) for text in ("Top picks: P1", "not a page")]
+    values = page_metrics(result, calls, frozenset(), Locale.EN, CopyRules(), [], 1.0)
+    assert values["unknown_handles"] == 2.0 and values["grounding_errors"] == 2.0

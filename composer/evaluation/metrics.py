@@ -91,7 +91,8 @@ _PAGE_METRICS = (
         "unknown_handles",
         group="structure",
         higher=False,
-        meaning="product handles the model wrote that are not candidates, per page",
+        meaning="product handles the model wrote that are not candidates, per page (an "
+        "answer that is not JSON counts as one)",
     ),
     _m(
         "repeated_handles",
@@ -104,7 +105,8 @@ _PAGE_METRICS = (
         group="grounding",
         higher=False,
         meaning="generated title/headlines (every attempt) with a price, discount, rating "
-        "or claim, or in the wrong script, per page",
+        "or claim, or in the wrong script, per page (an answer that is not JSON counts as "
+        "one)",
     ),
     _m(
         "unsupported_claims",
@@ -401,9 +403,15 @@ def page_metrics(
     # What the model wrote, attempt by attempt.
     unknown = repeated = flagged = claims = script = 0
     written: list[str] = []
+    # A page asked for as one JSON answer (no words in the trace) that the model did not
+    # write as JSON cannot be checked: it counts as a failure of handles and of grounding,
+    # not as nothing. (Words pages call the model for plain completions, never JSON.)
+    json_mode = not trace.words
     for call in calls:
         page = _loose_page(call.text)
         if page is None:
+            unknown += json_mode
+            flagged += json_mode
             continue
         items: list[str] = []
         texts = [page.get("title")] + [s.get("headline") for s in page.get("sections", [])]
