@@ -48,6 +48,9 @@ def test_real_model_page_is_valid_grounded_and_rendered(real_composer: PageCompo
     result = real_composer.compose(PageRequest(shopper_id="196", format="both", seed=1))
     trace = result.trace
     assert trace.backend == "transformers" and trace.model == "smollm2-135m-instruct"
+    # The real model made this page: no fallback, and most of its words are the model's.
+    assert not trace.fallback, trace.fallback_reason
+    assert sum(w["source"] == "llm" for w in trace.words) >= len(trace.words) - 1
     layout = PageLayout.model_validate(result.layout.model_dump())
     handles = layout.handles()
     candidate_handles = {c["handle"] for c in trace.candidates}
