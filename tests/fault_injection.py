@@ -36,7 +36,8 @@ class ScriptedBackend:
         self.calls = 0
 
     def generate(self, request: GenerationRequest) -> list[Generation]:
-        return [Generation("".join(self.stream(request)), tokens=1)]
+        text = "".join(self.stream(request))
+        return [Generation(text, tokens=1) for _ in range(request.n)]
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         self.calls += 1

@@ -221,7 +221,9 @@ class TransformersBackend:
         run = _Run()
         with self._lock, _as_llm_error(self.model):
             self._use(request.weights)
-            yield from self._deltas(self._tokens(prompt, request, rng, run))
+            yield from _until_stop(
+                self._deltas(self._tokens(prompt, request, rng, run)), request.stop
+            )
         return self._to_generation(run)
 
     # -- pieces ----------------------------------------------------------------------------
@@ -680,6 +682,32 @@ class TransformersBackend:
     @staticmethod
     def _copy(gen: Generation) -> Generation:
         return replace(gen, timings_ms=dict(gen.timings_ms))
+
+
+def _until_stop(deltas: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
+    """``deltas`` up to the first stop string, which is left out as in ``generate`` (and as
+    a server leaves it out); a stop split across deltas is held back until it is whole."""
+    stops = tuple(s for s in stops if s)
+    if not stops:
+        yield from deltas
+        return
+    hold = max(len(s) for s in stops) - 1
+    text, sent = "", 0
+    for delta in deltas:
+        text += delta
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        if cut >= 0:
+            if cut > sent:
+                yield text[sent:cut]
+            for _ in deltas:  # let decoding finish (it ends at the stop) and free the lock
+                pass
+            return
+        safe = len(text) - hold
+        if safe > sent:
+            yield text[sent:safe]
+            sent = safe
+    if len(text) > sent:
+        yield text[sent:]
 
 
 def _common_prefix(prompts: Sequence[torch.Tensor]) -> int:

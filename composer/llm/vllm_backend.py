@@ -105,6 +105,10 @@ class VLLMBackend:
             raise VLLMUnavailableError(f"{self.where} returned no choices")
         usage = data.get("usage") or {}
         per_choice = int(usage.get("completion_tokens") or 0) // len(choices)
+        if request.temperature <= 0 and request.n > 1:
+            # vLLM refuses n > 1 when greedy (its answers would be one answer n times):
+            # asked for one, it is repeated, as the in-process backend does.
+            choices = choices[:1] * request.n
         cached = _cached_tokens(usage)
         return [
             Generation(
@@ -171,7 +175,7 @@ class VLLMBackend:
         body |= {
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
-            "n": 1 if stream else request.n,
+            "n": 1 if stream or request.temperature <= 0 else request.n,
             "stream": stream,
         }
         if request.seed is not None:
