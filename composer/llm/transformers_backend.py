@@ -171,12 +171,12 @@ class TransformersBackend:
         """``request.n`` completions; greedy ones are computed once and repeated."""
         if request.n < 1:
             raise LLMError(f"n must be at least 1, got {request.n}")
-        prompt = self._encode(request)
-        rng = self._rng(request)
-        out: list[Generation] = []
         if request.n > 1 and request.temperature > 0 and request.json_schema is None:
             # Short sampled candidates (headlines) decode as one batch over one prefill.
             return self.generate_batch([request])[0]
+        prompt = self._encode(request)
+        rng = self._rng(request)
+        out: list[Generation] = []
         with self._lock, _as_llm_error(self.model):
             self._use(request.weights)
             for _ in range(request.n if request.temperature > 0 else 1):
@@ -205,13 +205,14 @@ class TransformersBackend:
         if len({r.weights for r in requests}) > 1:
             raise LLMError("a batch decodes with one set of weights; split it by weights")
         prompts = [self._encode(r)[0] for r in requests]
-        if _common_prefix(prompts) == 0:
+        shared = _common_prefix(prompts)
+        if shared == 0:
             # Rows padded in the middle need a shared prefix to attend to (a row of pads
             # alone would attend to nothing); unrelated prompts are rare: one by one.
             return one_by_one(self, requests, deadline)
         with self._lock, _as_llm_error(self.model):
             self._use(requests[0].weights)
-            return self._decode_batch(requests, prompts, deadline)
+            return self._decode_batch(requests, prompts, shared, deadline)
 
     def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
         """Text deltas of one completion, then (as the generator's return value) its
@@ -389,12 +390,13 @@ class TransformersBackend:
         self,
         requests: Sequence[GenerationRequest],
         prompts: list[torch.Tensor],
+        shared: int,
         deadline: float | None,
     ) -> list[list[Generation]]:
-        """All rows (``n`` per request) decoded side by side. The common prefix is prefilled
-        once (and kept for the next page); each prompt's own tail follows, right-aligned,
-        with pads in between that the attention mask hides. No jump-forward: a regex over
-        free words forces next to nothing."""
+        """All rows (``n`` per request) decoded side by side. The common prefix (``shared``
+        leading tokens, at least one) is prefilled once (and kept for the next page); each
+        prompt's own tail follows, right-aligned, with pads in between that the attention
+        mask hides. No jump-forward: a regex over free words forces next to nothing."""
         for prompt, request in zip(prompts, requests, strict=True):
             if request.max_tokens < 1:
                 raise LLMError(f"max_tokens must be at least 1, got {request.max_tokens}")
@@ -406,7 +408,6 @@ class TransformersBackend:
         owner = [i for i, r in enumerate(requests) for _ in range(r.n)]  # request of a row
         rows = len(owner)
         started = time.perf_counter()
-        shared = _common_prefix(prompts)
         past, _, reused = self._prefill(prompts[0][:shared].unsqueeze(0))
         # Each prompt's tail is prefilled once, then its cache and logits are copied to the
         # request's n rows (a third of the tail work with three candidates).
@@ -549,7 +550,7 @@ class TransformersBackend:
     def _stopped(self, run: _Run, stops: tuple[str, ...], start: int) -> bool:
         """Whether the text generated so far contains a stop string; it is cut there."""
         text = self._text(run.token_ids[start:])
-        cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+        cut = _stop_at(text, stops)
         if cut < 0:
             return False
         run.stop_text = text[:cut]
@@ -684,18 +685,22 @@ class TransformersBackend:
         return replace(gen, timings_ms=dict(gen.timings_ms))
 
 
+def _stop_at(text: str, stops: tuple[str, ...]) -> int:
+    """Where the first stop string in ``text`` begins; -1 when there is none."""
+    return min((text.find(s) for s in stops if s and s in text), default=-1)
+
+
 def _until_stop(deltas: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
     """``deltas`` up to the first stop string, which is left out as in ``generate`` (and as
     a server leaves it out); a stop split across deltas is held back until it is whole."""
-    stops = tuple(s for s in stops if s)
-    if not stops:
+    if not any(stops):
         yield from deltas
         return
     hold = max(len(s) for s in stops) - 1
     text, sent = "", 0
     for delta in deltas:
         text += delta
-        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        cut = _stop_at(text, stops)
         if cut >= 0:
             if cut > sent:
                 yield text[sent:cut]
