@@ -319,7 +319,7 @@ class PageComposer:
         except UsageError as exc:  # a broken shop.yaml must not cost shoppers their page
             profile, broken = None, str(exc)
         else:
-            broken = None
+            broken = ""
         if profile is None or not profile.for_locale(request.locale).headline_count():
             why = broken or (
                 f"no shop profile at {self.settings.resolved_profile_path()}"
@@ -481,7 +481,7 @@ class PageComposer:
             )
         return result
 
-    def _section_event(self, index, section, handles, candidates, products, request):  # type: ignore[no-untyped-def]
+    def _section_event(self, index, section, handles, candidates, products, request):
         layout = to_layout(
             GeneratedPage(title="-" * 3, sections=[section]),
             handles,
@@ -510,7 +510,9 @@ class PageComposer:
         return GeneratedPage(title=page.title, sections=checker.accepted or page.sections)
 
 
-def _generate(backend: LLMBackend, request: GenerationRequest) -> Generator[str, None, Any]:
+def _generate(
+    backend: LLMBackend, request: GenerationRequest
+) -> Generator[str, None, Generation | None]:
     """Text deltas, returning the backend's :class:`Generation` summary when it gives one."""
     if backend.can_stream:
         result = yield from backend.stream(request)

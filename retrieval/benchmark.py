@@ -143,7 +143,8 @@ def measure(
     reqs = benchmark_requests(retriever, n + warmup, seed, queries)
     for r in reqs[:warmup]:  # warm: caches, query embeddings, first-call costs
         retriever.retrieve(r)
-    lat, stages = [], {}
+    lat: list[float] = []
+    stages: dict[str, float] = {}
     for r in reqs[warmup:]:
         t = time.perf_counter()
         res = retriever.retrieve(r)
@@ -197,8 +198,8 @@ def synthetic_catalog(
     products = []
     for i in range(size):
         cats = tuple(rng.choice(SYNTH_CATEGORIES, size=int(rng.integers(1, 3)), replace=False))
-        words = rng.choice(SYNTH_WORDS, size=2, replace=False)
-        title = f"{words[0].title()} {words[1]} {cats[0].lower()} item {i}"
+        pair = rng.choice(SYNTH_WORDS, size=2, replace=False)
+        title = f"{pair[0].title()} {pair[1]} {cats[0].lower()} item {i}"
         products.append(
             Product(
                 f"p{i}",
@@ -247,14 +248,14 @@ def synthetic_catalog(
         )
         (folder / "key").write_text(key)
     model = MFModel.load(folder / "mf")
-    events = store.all_events()
+    stored = store.all_events()
     return Retriever(
         catalog=catalog,
         mf=MFSource(model, catalog),
         vector=VectorSource(index, encoder, catalog),
-        popular=PopularitySource(recency_popularity(events, catalog.ids, mf), catalog),
+        popular=PopularitySource(recency_popularity(stored, catalog.ids, mf), catalog),
         fusion=fusion,
         mf_params=mf,
         store=store,
-        now=max(e.timestamp for e in events),
+        now=max(e.timestamp for e in stored),
     )

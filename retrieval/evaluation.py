@@ -248,7 +248,7 @@ def score(
     return table
 
 
-def _mean(values) -> float:  # type: ignore[no-untyped-def]
+def _mean(values) -> float:
     vals = list(values)
     return round(float(np.mean(vals)), 4) if vals else 0.0
 

@@ -294,7 +294,7 @@ class _Row:
         if isinstance(value, bool):
             raise self.fail(field, f"expected a number, got {value!r}")
         try:
-            number = float(value)
+            number = float(value)  # type: ignore[arg-type]  # the except below is the check
         except (TypeError, ValueError):
             raise self.fail(field, f"expected a number, got {value!r}") from None
         if not math.isfinite(number):

@@ -435,7 +435,7 @@ def _row_to_event(r: sa.Row) -> StoredEvent:
     return StoredEvent(r.event_id, r.shopper_id, r.product_id, EventKind(r.kind), r.ts, r.value)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")

@@ -125,12 +125,13 @@ class ChromaIndex:
         self, embedding: np.ndarray, k: int, where: VectorFilter | None = None
     ) -> tuple[list[str], np.ndarray]:
         res = self.collection.query(
-            query_embeddings=[np.asarray(embedding, dtype=np.float32)],
+            query_embeddings=np.asarray(embedding, dtype=np.float32)[None, :],
             n_results=k,
             where=chroma_where(where),
             include=["distances"],
         )
         ids = res["ids"][0]
+        assert res["distances"] is not None  # asked for in include=
         distances = np.asarray(res["distances"][0], dtype=np.float32)
         return list(ids), 1.0 - distances  # cosine distance -> similarity
 

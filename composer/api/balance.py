@@ -42,7 +42,7 @@ class LoadShare:
     def overloaded(self) -> bool:
         """Publish this worker's count; whether it is above the fewest by more than MARGIN."""
         self.counts[self.index] = mine = self.connections()
-        counts: Sequence[int] = self.counts[:]  # type: ignore[index]
+        counts: Sequence[int] = self.counts[:]
         return mine > min(counts) + MARGIN
 
 
@@ -57,7 +57,7 @@ def balanced(app: ASGIApp, share: LoadShare) -> ASGIApp:
         async def send_closing(message: Message) -> None:
             if message["type"] == "http.response.start" and share.overloaded():
                 headers = [*message.get("headers", ()), (b"connection", b"close")]
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         await app(scope, receive, send_closing)

@@ -26,6 +26,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
+from litestar.types import ExceptionHandlersMap
 from pydantic import ValidationError
 
 from composer.copywriting import CopyRequest
@@ -200,7 +201,7 @@ def _internal_error(request: Request, exc: Exception) -> Response:
     return Response(_body(request, status, detail, None), status_code=status)
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_error,
     ValidationError: _pydantic_error,
     UnknownProductError: _unknown_product,

@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -339,7 +339,7 @@ class PageService:
 
     async def stream(
         self, request: PageRequest, full_trace: bool = True, caller: str | None = None
-    ) -> AsyncIterator[StreamItem]:
+    ) -> AsyncGenerator[StreamItem, None]:
         """``retrieval``, ``section`` (in index order), ``page``, ``done``; the page's trace
         in full only with ``full_trace`` (see :mod:`composer.api.security.redaction`);
         ``caller`` is the API key's id.
@@ -381,14 +381,14 @@ class PageService:
         result: PageResult | None = None
         try:
             while True:
-                item = await queue.get()
-                if item is None:
+                got = await queue.get()
+                if got is None:
                     break
-                if isinstance(item, BaseException):
-                    raise item
-                if item.result is not None:
-                    result = item.result
-                yield item
+                if isinstance(got, BaseException):
+                    raise got
+                if got.result is not None:
+                    result = got.result
+                yield got
             await job
         finally:
             stop.set()

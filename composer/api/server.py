@@ -2,7 +2,9 @@
 
 One worker runs the app object built here. Several workers are processes started by
 :mod:`composer.api.workers`, each with its own socket on the port; each calls
-:func:`app_from_env`, which rebuilds the same settings from ``COMPOSER_SERVE_SETTINGS`` (the
+:func:`app_from_env`, which rebuilds the same settings from
+
+from ``COMPOSER_SERVE_SETTINGS`` (the
 parent's settings as JSON) or else from the environment, so
 ``uvicorn --factory composer.api.server:app_from_env`` works on its own too.
 
@@ -22,6 +24,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from litestar import Litestar
 
@@ -111,7 +114,7 @@ def serve(
     level = _api(settings).log_level
     configure_logging(level)
     limit_blas_threads(_api(settings).blas_threads)
-    common = {
+    common: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_config": None,  # keep the JSON-lines handlers configure_logging installed

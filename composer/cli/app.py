@@ -335,7 +335,7 @@ def retrieve(
     )
 
 
-def _reason_text(reason, catalog) -> str:  # type: ignore[no-untyped-def]
+def _reason_text(reason, catalog) -> str:
     def title(pid: str) -> str:
         return catalog.products[catalog.index[pid]].title if pid in catalog.index else pid
 
@@ -546,7 +546,7 @@ copy_app = typer.Typer(help="Headlines, taglines and descriptions.", invoke_with
 app.add_typer(copy_app, name="copy")
 
 
-def _copywriter(s: Settings, store):  # type: ignore[no-untyped-def]
+def _copywriter(s: Settings, store):
     from composer.copywriting import Copywriter
     from composer.wording import encoder_similarity
     from retrieval import Encoder

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from composer.backends import BackendRegistry
 from composer.copywriting.checks import copy_checks
@@ -49,7 +50,7 @@ class Copywriter:
         self.similarity = similarity
         self.profile_file = ProfileFile(settings.resolved_profile_path())
 
-    def variables(self, request: CopyRequest) -> dict[str, object]:
+    def variables(self, request: CopyRequest) -> dict[str, Any]:
         missing = [p for p in request.products if p not in self.catalog]
         if missing:
             raise UsageError(f"products: unknown product id(s): {', '.join(missing[:5])}")
@@ -78,10 +79,10 @@ class Copywriter:
         t0 = time.perf_counter()
         variables = self.variables(request)
         backend = self.backends.get(request.backend)
-        titles = [p["title"] for p in variables["products"]]  # type: ignore[index]
+        titles = [p["title"] for p in variables["products"]]
         profile = self._profile()
         examples = profile.example_texts() if profile else []
-        words = [w for p in variables["products"] for w in _product_words(p)]  # type: ignore[union-attr]
+        words = [w for p in variables["products"] for w in _product_words(p)]
 
         banned = [*self.settings.banned_words, *(profile.banned_words if profile else [])]
 
@@ -148,7 +149,7 @@ class Copywriter:
     def _json_variants(
         self,
         request: CopyRequest,
-        variables: dict[str, object],
+        variables: dict[str, Any],
         backend: LLMBackend,
         result: CopyResult,
         deadline: float,
@@ -190,7 +191,7 @@ class Copywriter:
     def _completions(
         self,
         request: CopyRequest,
-        variables: dict[str, object],
+        variables: dict[str, Any],
         backend: LLMBackend,
         profile: ShopProfile | None,
         result: CopyResult,
@@ -201,8 +202,8 @@ class Copywriter:
         bank = (
             profile.for_locale(request.locale).copy_.get(request.kind.value, []) if profile else []
         )
-        products = variables["products"]  # type: ignore[assignment]
-        first = products[0]  # type: ignore[index]
+        products = variables["products"]
+        first = products[0]
         shown = [e for e in bank if e.product.lower() != first["title"].lower()][:3]
         if len(shown) < 2:
             result.fallback_reason = (
@@ -218,7 +219,7 @@ class Copywriter:
                 "sells": profile.sells if profile else "",
                 "examples": shown,
                 "label": request.kind.value.capitalize(),
-                "product": " / ".join(p["title"] for p in products),  # type: ignore[index]
+                "product": " / ".join(p["title"] for p in products),
                 "category": ", ".join(first["categories"][:2]),
             },
         )

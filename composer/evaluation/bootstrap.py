@@ -108,6 +108,6 @@ def _distinct(lists: Sequence[Sequence[str]], indices: np.ndarray) -> np.ndarray
             out[row] = np.nan
             continue
         chosen = np.unique(idx)
-        common = np.unique(np.concatenate([shared[i] for i in chosen])) if len(chosen) else []
+        common = np.unique(np.concatenate([shared[i] for i in chosen])) if len(chosen) else ()
         out[row] = (len(common) + private[idx].sum()) / total
     return out

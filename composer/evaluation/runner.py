@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,7 @@ class EvalRunner:
             examples = self._map(
                 variant,
                 cases,
-                lambda case, v=variant, c=composer: self._page(c, v, case, holdout, suite),
+                partial(self._page, composer, variant, holdout=holdout, suite=suite),
             )
             runs.append(VariantRun(variant, prompt_hash, examples, stats, time.perf_counter() - t))
         return SuiteRun(suite, runs, time.perf_counter() - started, self._cache_file())
@@ -227,7 +228,7 @@ class EvalRunner:
             examples = self._map(
                 variant,
                 cases,
-                lambda case, v=variant, w=writer: self._copy(w, v, case, catalog, suite),
+                partial(self._copy, writer, variant, catalog=catalog, suite=suite),
             )
             runs.append(VariantRun(variant, prompt_hash, examples, stats, time.perf_counter() - t))
         return SuiteRun(suite, runs, time.perf_counter() - started, self._cache_file())

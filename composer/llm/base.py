@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -84,8 +84,8 @@ class LLMBackend(Protocol):
         """``request.n`` completions, each a full text."""
         ...
 
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        """Text deltas of one completion as they are decoded."""
+    def stream(self, request: GenerationRequest) -> Generator[str, None, Generation | None]:
+        """Text deltas of one completion as they are decoded; returns its summary if known."""
         ...
 
 

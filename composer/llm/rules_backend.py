@@ -4,7 +4,8 @@ model. It is the fallback when a model fails, and the baseline an LLM must beat.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
+from typing import Any
 
 from composer.copybook import copybook
 from composer.layout import HERO_MAX_ITEMS, MAX_ITEMS, Locale, SectionKind
@@ -29,8 +30,10 @@ class RulesBackend:
         text = json.dumps(self.compose(request), ensure_ascii=False, separators=(",", ":"))
         return [Generation(text=text, tokens=0) for _ in range(request.n)]
 
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        yield self.generate(request)[0].text
+    def stream(self, request: GenerationRequest) -> Generator[str, None, Generation]:
+        gen = self.generate(request)[0]
+        yield gen.text
+        return gen
 
     def compose(self, request: GenerationRequest) -> dict[str, object]:
         ctx = request.context
@@ -49,7 +52,7 @@ class RulesBackend:
         if themes:
             rest = sorted(themes[1:], key=lambda t: min(map(_rank, t["handles"]), default=99))
             themes = [themes[0], *rest]
-        sections = []
+        sections: list[dict[str, Any]] = []
         used: set[str] = set()
         last = min(len(themes), ctx["max_sections"]) - 1
         for n, theme in enumerate(themes[: ctx["max_sections"]]):

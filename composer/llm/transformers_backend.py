@@ -290,7 +290,7 @@ class TransformersBackend:
                     key.removeprefix("json:"), any_whitespace=False, separators=(",", ":")
                 )
             else:
-                compiled = self._compiler.compile_regex(request.regex)
+                compiled = self._compiler.compile_regex(key.removeprefix("regex:"))
         except Exception as exc:  # xgrammar raises RuntimeError/ValueError variants
             raise LLMError(
                 f"xgrammar cannot compile the constraint: {exc}. Keep layouts flat: enums, "
@@ -433,7 +433,7 @@ class TransformersBackend:
 
         grammars = [self._grammar(r) for r in requests]
         matchers = [
-            xgr.GrammarMatcher(grammars[i]) if grammars[i] is not None else None for i in owner
+            None if (grammar := grammars[i]) is None else xgr.GrammarMatcher(grammar) for i in owner
         ]
         bitmask = (
             xgr.allocate_token_bitmask(rows, self._vocab_size)
@@ -645,7 +645,7 @@ class TransformersBackend:
         return int(torch.multinomial(probs, 1, generator=rng).item())
 
     def _text(self, token_ids: list[int]) -> str:
-        return self._tokenizer.decode(
+        return self._tokenizer.decode(  # type: ignore[return-value]  # a str for one sequence
             token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
 

@@ -8,6 +8,7 @@ sees rotates with a per-request salt, so no fixed sentence dominates every promp
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 from composer.shop import LocaleExamples
 
@@ -24,6 +25,4 @@ def headline_examples(
         (t for t, texts in bank.headlines.items() if texts and t not in exclude),
         key=lambda t: _order(salt, t),
     )[:k]
-    return [
-        (t, min(bank.headlines[t], key=lambda text, t=t: _order(salt + t, text))) for t in themes
-    ]
+    return [(t, min(bank.headlines[t], key=partial(_order, salt + t))) for t in themes]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
 
 from litestar import Controller, Request, post
 
@@ -16,7 +16,7 @@ from composer.copywriting import CopyResult
 
 
 class CopyController(Controller):
-    tags: ClassVar[list[str]] = ["copy"]
+    tags: Sequence[str] | None = ("copy",)
 
     @post(
         "/v1/copy",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import ClassVar
+from collections.abc import Sequence
 
 from litestar import Controller, Request, post
 
@@ -21,7 +21,7 @@ log = logging.getLogger("composer.api")
 
 
 class EventController(Controller):
-    tags: ClassVar[list[str]] = ["events"]
+    tags: Sequence[str] | None = ("events",)
 
     @post(
         "/v1/events",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, ClassVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
@@ -27,7 +27,7 @@ NO_STORE = {"Cache-Control": "private, no-store"}
 
 
 class PageController(Controller):
-    tags: ClassVar[list[str]] = ["pages"]
+    tags: Sequence[str] | None = ("pages",)
 
     @post(
         "/v1/pages",
@@ -46,6 +46,8 @@ class PageController(Controller):
         ),
         opt={"scope": Scope.PAGES},
     )
+    # The annotation is the OpenAPI schema (Litestar reads it): PageOut, whose body is built as
+    # a dict trimmed for the caller; the event stream is the documented other answer.
     async def create_page(self, request: Request, data: PageBody, api: Api) -> Response[PageOut]:
         if data.backend is not None or data.prompt is not None:
             require(request, Scope.ADMIN, "choosing a backend or prompt")
@@ -56,11 +58,11 @@ class PageController(Controller):
         full = is_admin(request)  # the trace's details
         who = key.id if key is not None else None
         if request.accept.best_match(["application/json", SSE], "application/json") == SSE:
-            return await _event_stream(pages, data, full, who)
+            return await _event_stream(pages, data, full, who)  # type: ignore[return-value]
         result, cached = await pages.page(data, who)
         body = for_caller(result.to_dict(include_html=data.format != "json"), full)
         body["cache"] = "hit" if cached else "miss"
-        return Response(body, headers={**NO_STORE, "X-Cache": body["cache"]})
+        return Response(body, headers={**NO_STORE, "X-Cache": body["cache"]})  # type: ignore[arg-type]
 
     @get(
         "/pages/{shopper_id:str}",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from collections.abc import Sequence
+from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
 from litestar import Controller, MediaType, Request, Response, get
@@ -52,7 +53,7 @@ def back_link(referer: str | None) -> tuple[str | None, Locale | None]:
 
 
 class ProductController(Controller):
-    tags: ClassVar[list[str]] = ["catalog"]
+    tags: Sequence[str] | None = ("catalog",)
 
     @get(
         "/v1/products/{product_id:str}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
 
 from litestar import Controller, Request, Response, get
 from litestar.status_codes import HTTP_204_NO_CONTENT
@@ -14,7 +14,7 @@ from composer.api.state import Api
 
 
 class SystemController(Controller):
-    tags: ClassVar[list[str]] = ["system"]
+    tags: Sequence[str] | None = ("system",)
 
     @get("/healthz", summary="The process is alive", opt={"public": True}, security=[])
     async def healthz(self) -> Health:
@@ -33,9 +33,11 @@ class SystemController(Controller):
         admin = is_admin(request)
         services, pages = api.services, api.pages
         if services is None or pages is None:
-            status = "failed" if api.load_error else "loading"
             error = api.load_error if admin else None
-            return Response(Ready(status=status, error=error), status_code=503)
+            return Response(
+                Ready(status="failed" if api.load_error else "loading", error=error),
+                status_code=503,
+            )
         try:
             checks = await pages.in_thread(services.checks)
         except Exception as exc:

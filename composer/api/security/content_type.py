@@ -17,7 +17,7 @@ class UnsupportedMediaType(HTTPException):
     status_code = HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 
-async def require_json(request: Request) -> None:  # type: ignore[type-arg]
+async def require_json(request: Request) -> None:
     if request.method not in _WITH_BODY:
         return
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()

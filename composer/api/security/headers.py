@@ -62,7 +62,7 @@ class SecurityHeaders:
                 headers += self.common
                 if html and not docs:
                     headers.append(self.csp)
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
