@@ -7,15 +7,15 @@ from threading import Lock
 from composer.errors import UsageError
 from composer.llm.base import LLMBackend
 from composer.llm.rules_backend import RulesBackend
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 
-BACKENDS = ("transformers", "vllm", "rules")
+BACKENDS = tuple(BackendName)
 
 
 class BackendRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._built: dict[str, LLMBackend] = {"rules": RulesBackend()}
+        self._built: dict[str, LLMBackend] = {BackendName.RULES: RulesBackend()}
         self._lock = Lock()
 
     def register(self, backend: LLMBackend) -> None:
@@ -30,15 +30,17 @@ class BackendRegistry:
             return self._built[name]
 
     def _make(self, name: str) -> LLMBackend:
-        if name == "transformers":
+        if name == BackendName.TRANSFORMERS:
             from composer.llm import TransformersBackend, resolve_model
 
             path = resolve_model(self.settings.llm_model, self.settings.resolved_cache_dir())
             return TransformersBackend(
                 path, threads=self.settings.llm_threads, dtype=self.settings.llm_dtype
             )
-        if name == "vllm":
+        if name == BackendName.VLLM:
             from composer.llm.vllm_backend import VLLMBackend
 
             return VLLMBackend.from_settings(self.settings)
-        raise UsageError(f"unknown backend '{name}'; use one of: {', '.join(BACKENDS)}")
+        raise UsageError(
+            f"unknown backend '{name}'; use one of: {', '.join(b.value for b in BACKENDS)}"
+        )

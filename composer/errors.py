@@ -10,7 +10,12 @@ class ComposerError(Exception):
 
 
 class UsageError(ComposerError):
-    """A command-line or request argument is wrong."""
+    """A command-line or request argument is wrong; ``field`` names it where one does (the
+    API answers 422 with it, so it is never parsed back out of the message)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def first_error(exc: ValidationError, where: str = "request") -> str:

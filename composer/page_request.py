@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from composer.layout import MAX_SECTIONS, Locale, PageKind
+from composer.settings import BackendName
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
@@ -20,7 +28,9 @@ class PageRequest(BaseModel):
     shopper_id: Id | None = None
     recent_items: list[Id] = Field(default_factory=list, max_length=50)
     kind: PageKind = PageKind.HOME
-    query: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    query: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
+        None, validate_default=True
+    )
     locale: Locale = Locale.EN
     max_sections: int = Field(3, ge=1, le=MAX_SECTIONS)
     min_price: float | None = Field(None, ge=0)
@@ -30,17 +40,22 @@ class PageRequest(BaseModel):
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     format: Literal["json", "html", "both"] = "json"
-    backend: Literal["transformers", "vllm", "rules"] | None = None
+    backend: BackendName | None = None
     prompt: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None
 
-    @model_validator(mode="after")
-    def _price_range(self) -> PageRequest:
-        if (
-            self.min_price is not None
-            and self.max_price is not None
-            and self.min_price > self.max_price
-        ):
-            raise ValueError("min_price must not be greater than max_price")
-        if self.kind == PageKind.SEARCH and not self.query:
+    # Cross-field checks sit on the later field so that an error names its field as data
+    # (pydantic's loc), never parsed back out of the message.
+    @field_validator("max_price")
+    @classmethod
+    def _price_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("min_price")
+        if value is not None and low is not None and value < low:
+            raise ValueError("max_price must not be less than min_price")
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _search_has_query(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == PageKind.SEARCH and not value:
             raise ValueError("a search page needs a query")
-        return self
+        return value

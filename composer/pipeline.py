@@ -26,7 +26,7 @@ from composer.llm.base import ChatMessage, Generation, GenerationRequest, LLMBac
 from composer.page_request import PageRequest
 from composer.prompting import HandleMap, PromptLibrary, page_variables
 from composer.rendering import PageRenderer
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 from composer.shop import ProfileFile, ShopProfile
 from composer.streaming import SectionScanner
 from composer.trace import Attempt, PageTrace
@@ -493,7 +493,7 @@ class PageComposer:
         return SectionEvent(index, page.sections[0], layout.sections[0].model_dump(mode="json"))
 
     def _rules_generated(self, variables: dict[str, Any]) -> GeneratedPage:
-        rules = self.backends.get("rules")
+        rules = self.backends.get(BackendName.RULES)
         page, _ = parse(rules.generate(GenerationRequest(messages=(), context=variables))[0].text)
         assert page is not None, "the rules backend writes valid pages"
         return page

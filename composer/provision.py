@@ -9,8 +9,8 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from composer.llm.model_fetch import DEFAULT_MODEL, ensure_default_model
-from composer.settings import Settings
+from composer.llm.model_fetch import ensure_default_model
+from composer.settings import DEFAULT_MODEL, BackendName, Settings
 from retrieval import BuildReport, Store, build
 from retrieval.build import ProgressFactory
 from retrieval.datasets.movielens import FILES, fetch_movielens, load_movielens
@@ -64,7 +64,7 @@ def run_setup(
         t = time.perf_counter()
         report.build = build(settings.retrieval_config(), store, progress=progress, force=force)
         report.seconds["build"] = round(time.perf_counter() - t, 2)
-        if settings.llm_backend != "rules" and settings.llm_model == DEFAULT_MODEL:
+        if settings.llm_backend is not BackendName.RULES and settings.llm_model == DEFAULT_MODEL:
             t = time.perf_counter()
             advance = progress("default LLM (fetch, verify, convert once)", 1)
             report.model_dir = str(ensure_default_model(settings.resolved_cache_dir()))

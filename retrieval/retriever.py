@@ -16,6 +16,7 @@ from retrieval.candidates import (
 from retrieval.catalog_view import CandidateFilter, CatalogView
 from retrieval.context import HistoryItem, ShopperContext
 from retrieval.diversity import mmr
+from retrieval.errors import NotBuiltError
 from retrieval.fusion import (
     Contributions,
     Fused,
@@ -74,6 +75,12 @@ class Retriever:
     store: Store | None = None
     salt: str = "page-composer"
     now: float = field(default_factory=time.time)
+
+    def vectors(self) -> VectorSource:
+        """The vector source, for the tools that need it (evaluation, benchmarks)."""
+        if self.vector is None:
+            raise NotBuiltError("this retriever has no vector index; run `composer setup`")
+        return self.vector
 
     # -- shopper context ------------------------------------------------------------------
 

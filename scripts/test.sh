@@ -12,9 +12,11 @@ fi
 # Data, indexes and the default model are fetched once into artifacts/cache; tests build
 # their own shops in temp folders from there.
 .venv/bin/composer setup
-# Lint and format checks (seconds): code that fails them fails the suite, in CI too.
+# Lint, format and type checks (a minute or two): code that fails them fails the suite, in
+# CI too.
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

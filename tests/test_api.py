@@ -21,13 +21,13 @@ from fault_injection import TWO_SECTIONS, ScriptedBackend
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from composer.api import ApiSettings, Services, create_app
+from composer.api import Services, create_app
 from composer.api.logs import JsonFormatter
-from composer.api.security.keys import Scope, new_key
+from composer.api.security.keys import new_key
 from composer.backends import BackendRegistry
 from composer.prompting import PromptLibrary
 from composer.resources import resource_dir
-from composer.settings import Settings
+from composer.settings import ApiSettings, Scope, Settings
 from retrieval import FusionParams
 from retrieval.profile import pseudonymise
 from retrieval.records import EventKind, Interaction
@@ -517,7 +517,7 @@ BAD_REQUESTS = [
     (PAGES, '{"recent_items": "1,2"}', "recent_items"),
     (PAGES, '{"colour": "red"}', "colour"),
     (PAGES, '{"min_price": -1}', "min_price"),
-    (PAGES, '{"min_price": 20, "max_price": 5}', "min_price"),
+    (PAGES, '{"min_price": 20, "max_price": 5}', "max_price"),
     (PAGES, json.dumps({"shopper_id": "x" * 129}), "shopper_id"),
     (PAGES, json.dumps({"query": "q" * 201}), "query"),
     (PAGES, '{"locale": "fr"}', "locale"),

@@ -20,13 +20,13 @@ from fault_injection import ScriptedBackend
 from litestar.testing import TestClient
 from test_api import app_for, parse_sse
 
-from composer.api import ApiSettings
+from composer.api.factory import SETTINGS_ENV, app_from_env, settings_json
 from composer.api.security.exposure import UnsafeExposure, check_exposure, is_loopback
-from composer.api.security.keys import KeyRing, Scope, digest, new_key
+from composer.api.security.keys import KeyRing, digest, new_key
 from composer.api.security.limits import TooManyRequests, WindowLimiter
 from composer.api.security.links import SESSION_COOKIE, LinkError, LinkSigner
-from composer.api.server import SETTINGS_ENV, app_from_env, serve, settings_json
-from composer.settings import Settings
+from composer.api.server import serve
+from composer.settings import ApiSettings, Scope, Settings
 
 PAGES_KEY, PAGES = new_key("storefront", (Scope.PAGES,))
 EVENTS_KEY, EVENTS = new_key("events-pipeline", (Scope.EVENTS,))
@@ -211,7 +211,7 @@ def test_off_loopback_the_server_refuses_local_defaults_and_names_each() -> None
 def test_the_app_factory_started_by_hand_demands_what_an_exposed_server_needs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # `uvicorn --factory composer.api.server:app_from_env --host 0.0.0.0` bypasses `serve`:
+    # `uvicorn --factory composer.api.factory:app_from_env --host 0.0.0.0` bypasses `serve`:
     # the factory cannot see the address, so it refuses loopback-only defaults anywhere.
     for name in [k for k in os.environ if k.startswith("COMPOSER_")]:
         monkeypatch.delenv(name)

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import BuiltShop
 
-from composer.api_bench import CacheAnswered, LocalServer, check_loopback, percentile
-from composer.api_bench import run as bench_run
+from composer.bench.api import CacheAnswered, LocalServer, check_loopback, percentile
+from composer.bench.api import run as bench_run
 from composer.cli import run
 from composer.errors import UsageError
 

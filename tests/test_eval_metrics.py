@@ -29,6 +29,7 @@ from composer.evaluation import (
 )
 from composer.evaluation.bootstrap import statistic
 from composer.evaluation.compare import load_baseline, save_baseline
+from composer.evaluation.copy_rules import CopyRules
 from composer.evaluation.gen_cache import CacheStats, CallRecord
 from composer.evaluation.metrics import (
     bigrams,
@@ -42,7 +43,7 @@ from composer.evaluation.metrics import (
     theme_category,
     tokens_of,
 )
-from composer.evaluation.suite import CopyRules, Suite
+from composer.evaluation.suite import Suite
 from composer.layout import Locale
 from composer.page_request import PageRequest
 

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from composer.bench.speed import measure_decoding_speed
 from composer.llm import (
     ChatMessage,
     GenerationRequest,
@@ -22,7 +23,6 @@ from composer.llm import (
     ensure_default_model,
     resolve_model,
 )
-from composer.llm.speed import measure_decoding_speed
 
 pytestmark = pytest.mark.slow
 

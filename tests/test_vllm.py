@@ -23,13 +23,12 @@ from composer.evaluation import server_identity
 from composer.layout import PageLayout
 from composer.llm.base import Generation, GenerationRequest
 from composer.llm.circuit import CircuitBreaker
-from composer.llm.model_fetch import DEFAULT_MODEL
 from composer.llm.vllm_backend import VLLMBackend
 from composer.llm.vllm_server import VLLMServer
 from composer.page_request import PageRequest
 from composer.pipeline import DoneEvent, PageComposer, PageResult, SectionEvent
 from composer.prompting import PromptLibrary
-from composer.settings import Settings
+from composer.settings import DEFAULT_MODEL, Settings
 from retrieval import FusionParams
 
 # The session-scoped `vllm_server` fixture: one real server for all vLLM tests.

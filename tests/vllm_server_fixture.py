@@ -15,8 +15,8 @@ import pytest
 from conftest import CACHE
 
 from composer.llm import resolve_model
-from composer.llm.model_fetch import DEFAULT_MODEL
 from composer.llm.vllm_server import VLLMServer, free_port, python_for_vllm
+from composer.settings import DEFAULT_MODEL
 
 SKIP_ENV = "COMPOSER_TEST_SKIP_VLLM"
 # Read at import: the autouse settings fixture clears COMPOSER_* variables in every test.

@@ -9,7 +9,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from composer.api.config import ApiSettings
 from composer.api.controllers import CONTROLLERS
 from composer.api.errors import EXCEPTION_HANDLERS
 from composer.api.logs import RequestContext
@@ -18,7 +17,7 @@ from composer.api.security.content_type import require_json
 from composer.api.security.headers import SecurityHeaders, content_security_policy
 from composer.api.services import Services
 from composer.api.state import ApiState
-from composer.settings import Settings
+from composer.settings import ApiSettings, Settings
 
 API_VERSION = "1.0.0"
 
@@ -31,14 +30,19 @@ def create_app(
 
     ``api`` defaults to ``settings.api`` (the ``COMPOSER_API__*`` group) when it exists.
     """
-    api_settings = api or getattr(settings, "api", None) or ApiSettings()
+    api_settings = api or settings.api
     state = ApiState(settings, api_settings, services)
 
     app = Litestar(
         route_handlers=CONTROLLERS,
         guards=[authorize],
         before_request=require_json,
-        dependencies={"api": Provide(lambda: state, sync_to_thread=False)},
+        dependencies={
+            "api": Provide(lambda: state, sync_to_thread=False),
+            "pages": Provide(state.page_service, sync_to_thread=False),
+            "copy": Provide(state.copy_service, sync_to_thread=False),
+            "catalog": Provide(state.catalog_service, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=api_settings.max_body_bytes,
         on_startup=[state.start_loading],

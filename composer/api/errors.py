@@ -29,9 +29,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 from pydantic import ValidationError
 
-from composer.copywriting import CopyRequest
 from composer.errors import ComposerError, UsageError
-from composer.page_request import PageRequest
 from composer.pipeline import NoCandidatesError
 from retrieval.errors import UnknownProductError
 
@@ -57,29 +55,6 @@ class NotReady(HTTPException):
         super().__init__(detail=detail, headers={"Retry-After": str(retry_after_s)})
 
 
-def _known_fields() -> list[str]:
-    from composer.api.schemas import EventsIn
-
-    names: set[str] = set()
-    for model in (PageRequest, CopyRequest, EventsIn):
-        names.update(model.model_fields)
-    return sorted(names)
-
-
-_FIELDS = _known_fields()
-
-
-def field_of_message(message: str) -> str:
-    """The field a model-level error is about: the first field name in its message (a
-    validator's message names what is wrong first), else ``body``."""
-    found = [
-        (m.start(), -len(name), name)
-        for name in _FIELDS
-        if (m := re.search(rf"\b{re.escape(name)}\b", message))
-    ]
-    return min(found)[2] if found else "body"
-
-
 def _loc_to_field(loc: Iterable[Any]) -> str:
     out = ""
     for part in loc:
@@ -99,9 +74,7 @@ def errors_from_pydantic(errors: Sequence[Any], source: str = "body") -> list[di
     for err in errors:
         message = _clean(str(err.get("msg", "invalid value")))
         field = _loc_to_field(err.get("loc", ()))
-        out.append(
-            {"field": field or field_of_message(message), "message": message, "source": source}
-        )
+        out.append({"field": field or "body", "message": message, "source": source})
     return out
 
 
@@ -118,9 +91,7 @@ def _errors_from_litestar(exc: ValidationException) -> list[dict[str, str]]:
         if key == "data" and source == "body":  # Litestar's name for a missing body
             key, message = "body", "a JSON object is required"
         key = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)  # recent_items.0 -> recent_items[0]
-        out.append(
-            {"field": key or field_of_message(message), "message": message, "source": source}
-        )
+        out.append({"field": key or "body", "message": message, "source": source})
     if not out:
         detail = exc.detail if exc.detail and not exc.detail.startswith("Validation failed") else ""
         out.append({"field": "body", "message": detail or "not valid JSON", "source": "body"})
@@ -176,8 +147,7 @@ def _pydantic_error(request: Request, exc: ValidationError) -> Response:
 
 
 def _unknown_product(request: Request, exc: UnknownProductError) -> Response:
-    field = getattr(exc, "field", None) or "product_id"
-    return unprocessable(request, [{"field": field, "message": str(exc), "source": "body"}])
+    return unprocessable(request, [{"field": "product_id", "message": str(exc), "source": "body"}])
 
 
 def _no_candidates(request: Request, exc: NoCandidatesError) -> Response:
@@ -185,13 +155,8 @@ def _no_candidates(request: Request, exc: NoCandidatesError) -> Response:
 
 
 def _usage_error(request: Request, exc: UsageError) -> Response:
-    text = str(exc)
-    head, sep, rest = text.partition(": ")
-    if sep and re.fullmatch(r"[a-z_][a-z0-9_.\[\]]*", head):
-        return unprocessable(request, [{"field": head, "message": rest, "source": "body"}])
-    return unprocessable(
-        request, [{"field": field_of_message(text), "message": text, "source": "body"}]
-    )
+    field = exc.field or "body"
+    return unprocessable(request, [{"field": field, "message": str(exc), "source": "body"}])
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:

@@ -1,21 +1,14 @@
-"""Pages over HTTP: the page cache, the LLM gate and the worker threads around the composer.
+"""Pages over HTTP: the page cache and the worker threads around the composer.
 
 The composer is synchronous and CPU-bound. Every page is made in a worker thread of the
 app's pool; the event loop only awaits. Streamed pages come out of the thread through an
 asyncio queue, event by event, as the composer yields them (a section once sent is final).
 
-LLM pages pass the :class:`~composer.api.gate.LLMGate`. What happens around it:
-
-- every slot busy and the waiting room full: the ``rules`` page, at once, with
-  ``trace.fallback_reason = "queue full"`` (see the gate's docstring for why not 503);
-- with several API keys, one key holding its share of the queue (``llm_share_per_key``)
-  gets the rules page at once (``KEY_SHARE``): one caller cannot fill the queue for all;
-- a request waits for a slot at most the page deadline (``Settings.page_deadline_s``); the
-  time it waited is taken off the deadline the composer then gets, so the deadline holds for
-  the whole request; if it runs out in the queue, the rules page says so;
-- the backend cannot be built (model missing) or fails in a way the composer does not
-  handle: the rules page, with the reason. Deadline, errors and garbage during generation are
-  the composer's own fallbacks. None of these is a 5xx.
+LLM pages pass the :class:`~composer.api.llm_queue.LLMQueue` (slots, waiting room, each
+key's share, the deadline while queued); what happens when the model is refused a slot,
+cannot be built or fails is :class:`~composer.fallback.Fallback`'s to decide: the rules page,
+with the reason, never a 5xx. Deadline, errors and garbage during generation are the
+composer's own fallbacks.
 """
 
 from __future__ import annotations
@@ -25,20 +18,19 @@ import contextvars
 import json
 import logging
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from composer.api.cache import PageCache, PageKey, page_key
-from composer.api.config import ApiSettings
 from composer.api.errors import FieldError
-from composer.api.gate import LLMGate, QueueFull
+from composer.api.llm_queue import LLMQueue
 from composer.api.metrics import ApiMetrics
 from composer.api.security.redaction import for_caller
 from composer.api.services import Services
 from composer.errors import ComposerError, UsageError
+from composer.fallback import Fallback
 from composer.layout import Locale
 from composer.page_request import PageRequest
 from composer.pipeline import (
@@ -49,13 +41,11 @@ from composer.pipeline import (
     RetrievalEvent,
     SectionEvent,
 )
+from composer.settings import ApiSettings, BackendName
 from retrieval.profile import pseudonymise
 
 log = logging.getLogger("composer.api")
 T = TypeVar("T")
-
-QUEUE_FULL = "queue full"
-KEY_SHARE = "key share of the LLM queue in use"
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class Plan:
     """What a request resolves to before any page work: backend, prompt, cache key."""
 
     request: PageRequest
-    backend: str
+    backend: BackendName
     key: PageKey
 
 
@@ -88,17 +78,16 @@ class PageService:
         services: Services,
         api: ApiSettings,
         metrics: ApiMetrics,
+        queue: LLMQueue,
         executor: Callable[[], Executor],
     ) -> None:
         self.services = services
         self.settings = services.settings
-        self.api = api
         self.metrics = metrics
+        self.queue = queue
+        self.fallback = Fallback(services.backends)
         self.executor = executor
         self.cache: PageCache[PageResult] = PageCache(api.cache_size, api.cache_ttl_s)
-        self.gate = LLMGate(api.llm_slots(self.settings.llm_backend), api.llm_max_waiting)
-        self.cap_per_key = api.llm_cap_per_key(self.settings.llm_backend)
-        self.held: dict[str, int] = {}  # key id -> its requests in the gate (event loop only)
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -110,21 +99,9 @@ class PageService:
 
     # -- planning ---------------------------------------------------------------------------
 
-    def served_backend(self, requested: str | None) -> str:
-        """The backend a page or copy request runs on: the deployment's, or ``rules``.
-        Another would load a model (or call a server) this deployment does not run, inside
-        a lock every page waits on."""
-        served = self.settings.llm_backend
-        backend = requested or served
-        if backend not in (served, "rules"):
-            raise FieldError(
-                "backend", f"'{backend}' is not served here; use '{served}' or 'rules'"
-            )
-        return backend
-
     def plan(self, request: PageRequest) -> Plan:
         """Resolve backend and prompt and build the cache key (runs in a worker thread)."""
-        backend = self.served_backend(request.backend)
+        backend = self.queue.served_backend(request.backend)
         prompt = request.prompt or self.settings.prompt
         servable = self.services.prompts.servable("pages")
         if request.prompt is not None and prompt not in servable:
@@ -144,7 +121,7 @@ class PageService:
             if request.shopper_id is not None
             else None
         )
-        model = "rules" if backend == "rules" else self.settings.llm_model
+        model = "rules" if backend is BackendName.RULES else self.settings.llm_model
         return Plan(request, backend, page_key(request, state, prompt, prompt_hash, backend, model))
 
     def invalidate(self, shopper_id: str) -> int:
@@ -189,120 +166,27 @@ class PageService:
         return PageComposer(settings, s.retriever, s.backends, s.prompts, s.renderer)
 
     def events(
-        self, request: PageRequest, backend: str, deadline_s: float, forced: str | None
+        self, request: PageRequest, backend: BackendName, deadline_s: float, forced: str | None
     ) -> Iterator[PageEvent]:
-        """The composer's events, with the API's own fallbacks to ``rules``."""
+        """The composer's events, or the rules page's when the model is refused or fails."""
         composer = self._composer(deadline_s)
-        rules_request = request.model_copy(update={"backend": "rules"})
-        if forced is not None:
-            yield from _marked(composer.stream(rules_request), forced)
-            return
-        if backend != "rules":
-            try:
-                self.services.backends.get(backend)
-            except Exception as exc:
-                log.error("LLM backend unavailable", extra={"backend": backend, "error": str(exc)})
-                yield from _marked(
-                    composer.stream(rules_request), f"backend {backend} unavailable: {exc}"
-                )
-                return
-        sent_retrieval = sent_section = False
-        try:
-            for event in composer.stream(request):
-                sent_retrieval = sent_retrieval or isinstance(event, RetrievalEvent)
-                sent_section = sent_section or isinstance(event, SectionEvent)
-                yield event
-        except ComposerError:
-            raise
-        except Exception as exc:
-            if backend == "rules" or sent_section:
-                raise
-            log.exception("LLM page failed; serving rules", extra={"backend": backend})
-            reason = f"backend {backend} failed: {type(exc).__name__}: {exc}"
-            for event in _marked(composer.stream(rules_request), reason):
-                if not (sent_retrieval and isinstance(event, RetrievalEvent)):
-                    yield event
+        rules_request = request.model_copy(update={"backend": BackendName.RULES})
+        return self.fallback.stream(
+            backend,
+            lambda: composer.stream(request),
+            lambda reason: _marked(composer.stream(rules_request), reason),
+            final=lambda event: isinstance(event, SectionEvent),
+            once=lambda event: isinstance(event, RetrievalEvent),
+            forced=forced,
+        )
 
     def compose_sync(
-        self, request: PageRequest, backend: str, deadline_s: float, forced: str | None
+        self, request: PageRequest, backend: BackendName, deadline_s: float, forced: str | None
     ) -> PageResult:
         for event in self.events(request, backend, deadline_s, forced):
             if isinstance(event, DoneEvent):
                 return event.result
         raise ComposerError("page stream ended without a page")  # pragma: no cover
-
-    # -- the gate ---------------------------------------------------------------------------
-
-    async def _admit(self, backend: str, caller: str | None) -> tuple[bool, float, str | None]:
-        """(holds a slot, deadline left, forced fallback reason)."""
-        deadline = self.settings.page_deadline_s
-        if backend == "rules":
-            return False, deadline, None
-        cap = self.cap_per_key
-        if caller is not None and cap is not None and self.held.get(caller, 0) >= cap:
-            self.metrics.queue_rejections.inc()
-            return False, deadline, KEY_SHARE
-        self._hold(caller, +1)
-        t = time.monotonic()
-        try:
-            await self.gate.acquire(timeout=deadline)
-        except QueueFull:
-            self._hold(caller, -1)
-            self.metrics.queue_rejections.inc()
-            return False, deadline, QUEUE_FULL
-        except TimeoutError:
-            self._hold(caller, -1)
-            return False, deadline, f"deadline of {deadline:g} s reached while queued for the LLM"
-        except BaseException:
-            self._hold(caller, -1)
-            raise
-        finally:
-            self._gauges()
-        return True, deadline - (time.monotonic() - t), None
-
-    def _hold(self, caller: str | None, change: int) -> None:
-        if caller is None:
-            return
-        held = self.held.get(caller, 0) + change
-        if held > 0:
-            self.held[caller] = held
-        else:
-            self.held.pop(caller, None)
-
-    def _release(self, caller: str | None) -> None:
-        self.gate.release()
-        self._hold(caller, -1)
-        self._gauges()
-
-    def _gauges(self) -> None:
-        self.metrics.queue_waiting.set(self.gate.waiting)
-        self.metrics.llm_active.set(self.gate.active)
-
-    async def run_admitted(
-        self, backend: str, job: Callable[[float, str | None], T], caller: str | None = None
-    ) -> T:
-        """Run ``job(deadline_left, forced_reason)`` in a worker thread, behind the LLM gate
-        unless ``backend`` is ``rules``; ``forced_reason`` set means: serve rules, say why.
-        ``caller``: the API key's id, for its share of the queue."""
-        holds, deadline, forced = await self._admit(backend, caller)
-        ctx = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
-        try:
-            fut = loop.run_in_executor(self.executor(), ctx.run, job, deadline, forced)
-        except BaseException:
-            if holds:
-                self._release(caller)
-            raise
-
-        def done(f: asyncio.Future[T]) -> None:
-            if not f.cancelled():
-                f.exception()  # retrieved here too: the awaiting request may be gone
-            if holds:
-                # Released when the thread is done, not when the client goes away.
-                self._release(caller)
-
-        fut.add_done_callback(done)
-        return await asyncio.shield(fut)
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -310,7 +194,7 @@ class PageService:
         self, request: PageRequest, caller: str | None = None
     ) -> tuple[PageResult, bool]:
         """A page and whether it came from the cache; ``caller`` is the API key's id."""
-        if (request.backend or self.settings.llm_backend) == "rules":
+        if (request.backend or self.settings.llm_backend) is BackendName.RULES:
             # No LLM gate to pass between planning and composing: one trip to a worker
             # thread instead of two.
             return await self.in_thread(self._rules_page, request)
@@ -319,7 +203,7 @@ class PageService:
         if hit is not None:
             self._finish(plan, hit, cached=True)
             return hit, True
-        result = await self.run_admitted(
+        result = await self.queue.run(
             plan.backend,
             lambda deadline, forced: self.compose_sync(request, plan.backend, deadline, forced),
             caller,
@@ -377,7 +261,7 @@ class PageService:
             finally:
                 put(None)
 
-        job = asyncio.ensure_future(self.run_admitted(plan.backend, produce, caller))
+        job = asyncio.ensure_future(self.queue.run(plan.backend, produce, caller))
         result: PageResult | None = None
         try:
             while True:

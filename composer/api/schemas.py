@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 
 from litestar.openapi.spec import Example
 from litestar.params import Body
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from composer.copywriting import CopyRequest
 from composer.layout import PageLayout
@@ -24,20 +31,24 @@ class EventsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     shopper_id: Id
-    product_id: Id | None = None
     product_ids: list[Id] = Field(default_factory=list, max_length=MAX_EVENTS_PER_CALL)
+    product_id: Id | None = Field(None, validate_default=True)
     kind: Literal["view", "cart", "purchase"] = "view"
     timestamp: float | None = Field(
         None, ge=0, le=32503680000, description="Unix seconds; default: now."
     )
 
-    @model_validator(mode="after")
-    def _one_way_to_name_products(self) -> EventsIn:
-        if self.product_id is None and not self.product_ids:
+    # On the later field, so that the error names it as data (pydantic's loc); product_ids
+    # is declared first so that the error names the one-product form.
+    @field_validator("product_id")
+    @classmethod
+    def _one_way_to_name_products(cls, value: str | None, info: ValidationInfo) -> str | None:
+        several = info.data.get("product_ids")
+        if value is None and not several and "product_ids" in info.data:
             raise ValueError("product_id or product_ids is required")
-        if self.product_id is not None and self.product_ids:
+        if value is not None and several:
             raise ValueError("give product_id or product_ids, not both")
-        return self
+        return value
 
     def products(self) -> list[str]:
         return [self.product_id] if self.product_id is not None else list(self.product_ids)

@@ -2,11 +2,8 @@
 
 One worker runs the app object built here. Several workers are processes started by
 :mod:`composer.api.workers`, each with its own socket on the port; each calls
-:func:`app_from_env`, which rebuilds the same settings from
-
-from ``COMPOSER_SERVE_SETTINGS`` (the
-parent's settings as JSON) or else from the environment, so
-``uvicorn --factory composer.api.server:app_from_env`` works on its own too.
+:func:`composer.api.factory.app_from_env`, which rebuilds the same settings from
+``COMPOSER_SERVE_SETTINGS`` (the parent's settings as JSON) or else from the environment.
 
 Every worker loads its own models and keeps its own page cache, shopper histories and
 metrics; cached pages are keyed by the shopper's latest event id and cached histories read
@@ -20,16 +17,13 @@ from the environment.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from litestar import Litestar
-
 from composer.api.app import create_app
-from composer.api.config import ApiSettings
+from composer.api.factory import SETTINGS_ENV, limit_blas_threads, settings_json
 from composer.api.logs import configure_logging
 from composer.api.security.access import Access
 from composer.api.security.exposure import check_exposure, with_local_credentials
@@ -37,51 +31,12 @@ from composer.api.workers import Supervisor
 from composer.errors import UsageError
 from composer.settings import Settings
 
-SETTINGS_ENV = "COMPOSER_SERVE_SETTINGS"
 GRACEFUL_SHUTDOWN_S = 10
-
-
-def _api(settings: Settings) -> ApiSettings:
-    return getattr(settings, "api", None) or ApiSettings()
-
-
-def limit_blas_threads(threads: int) -> None:
-    """BLAS thread pools of this process and of the processes it starts: the libraries
-    loaded already (numpy's OpenBLAS) now, the ones loaded later through the environment."""
-    from threadpoolctl import threadpool_limits
-
-    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
-    threadpool_limits(threads, user_api="blas")
-
-
-def app_from_env() -> Litestar:
-    """The app factory uvicorn's worker processes call (``--factory``).
-
-    `serve` checked the exposure of its workers' settings before it started them. Started
-    by hand (``uvicorn --factory …``), the factory cannot know which address uvicorn
-    binds, so it demands what an exposed server needs."""
-    raw = os.environ.get(SETTINGS_ENV)
-    settings = Settings(**json.loads(raw)) if raw else Settings()
-    if not raw:
-        check_exposure(settings, "an address chosen outside `composer serve`")
-    api = _api(settings)
-    configure_logging(api.log_level)
-    limit_blas_threads(api.blas_threads)
-    return create_app(settings)
 
 
 def _announce(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
-
-
-def settings_json(settings: Settings) -> str:
-    """``settings`` as JSON for the worker processes, secrets included (pydantic masks
-    them): the environment of our own children, never a log or a file."""
-    data = json.loads(settings.model_dump_json())
-    secret = settings.api.link_secret
-    data["api"]["link_secret"] = secret.get_secret_value() if secret else None
-    return json.dumps(data)
 
 
 def serve(
@@ -111,9 +66,9 @@ def serve(
             link = access.links.page_link(shopper, settings.api.link_ttl_s)
             minutes = settings.api.link_ttl_s // 60
             announce(f"a shopper's page, valid {minutes} min: {base}{link.path()}")
-    level = _api(settings).log_level
+    level = settings.api.log_level
     configure_logging(level)
-    limit_blas_threads(_api(settings).blas_threads)
+    limit_blas_threads(settings.api.blas_threads)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -122,7 +77,7 @@ def serve(
         "log_level": level.lower(),
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
         "proxy_headers": False,
-        "limit_concurrency": _api(settings).max_connections,
+        "limit_concurrency": settings.api.max_connections,
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **common)

@@ -15,7 +15,7 @@ from composer.page_request import PageRequest
 from composer.pipeline import PageComposer
 from composer.prompting import PromptLibrary
 from composer.rendering import PageRenderer
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 from retrieval import Retriever, Store, load_retriever
 
 log = logging.getLogger("composer.api")
@@ -87,7 +87,9 @@ class Services:
         recent = self.retriever.catalog.ids[:1]
         for locale in Locale:
             self.composer.compose(
-                PageRequest(recent_items=recent, backend="rules", format="both", locale=locale)
+                PageRequest(
+                    recent_items=recent, backend=BackendName.RULES, format="both", locale=locale
+                )
             )
         self.store.last_event_id_for("")
         self.store.events_for("")

@@ -1,5 +1,6 @@
-"""Everything one app instance holds: settings, the services (once loaded), the page service,
-the worker pool, metrics. Handlers reach it through dependency injection."""
+"""Everything one app instance holds: settings, access, limits, metrics, and once the models
+are loaded the three services handlers are given (pages, copy, catalog) with their worker
+pools. Handlers reach them through dependency injection, each asking only for what it uses."""
 
 from __future__ import annotations
 
@@ -7,20 +8,23 @@ import gc
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from litestar.di import NamedDependency
 
-from composer.api.config import ApiSettings
+from composer.api.catalog import CatalogService
+from composer.api.copy import CopyService
 from composer.api.errors import NotReady
+from composer.api.llm_queue import LLMQueue
 from composer.api.metrics import ApiMetrics
 from composer.api.pages import PageService
 from composer.api.security.access import Access
 from composer.api.security.limits import WindowLimiter
 from composer.api.services import Services
-from composer.settings import Settings
+from composer.settings import ApiSettings, Settings
 
 log = logging.getLogger("composer.api")
+T = TypeVar("T")
 
 
 class ApiState:
@@ -38,10 +42,12 @@ class ApiState:
         self.events_per_shopper = WindowLimiter(
             "events per shopper", api.events_per_minute_per_shopper
         )
-        self._executor: ThreadPoolExecutor | None = None
+        self._executors: dict[str, ThreadPoolExecutor] = {}
         self._executor_lock = threading.Lock()
         self.services: Services | None = None
         self.pages: PageService | None = None
+        self.copy: CopyService | None = None
+        self.catalog: CatalogService | None = None
         self.load_error: str | None = None
         self._owns_services = services is None
         self._loader: threading.Thread | None = None
@@ -49,19 +55,31 @@ class ApiState:
             self._install(services)
 
     def executor(self) -> ThreadPoolExecutor:
-        """The worker pool (made on first use, again after :meth:`close`)."""
+        """The pages' worker pool (made on first use, again after :meth:`close`)."""
+        # LLM jobs hold a thread each for as long as they generate; the pool has room for
+        # all of them on top of the threads for everything else.
+        return self._pool("pages", self.api.threads + self.api.llm_slots(self.settings.llm_backend))
+
+    def store_executor(self) -> ThreadPoolExecutor:
+        """The pool of product lookups and event writes."""
+        return self._pool("store", self.api.threads)
+
+    def _pool(self, name: str, size: int) -> ThreadPoolExecutor:
         with self._executor_lock:
-            if self._executor is None:
-                # LLM jobs hold a thread each for as long as they generate; the pool has
-                # room for all of them on top of the threads for everything else.
-                size = self.api.threads + self.api.llm_slots(self.settings.llm_backend)
-                self._executor = ThreadPoolExecutor(size, thread_name_prefix="composer-api")
-            return self._executor
+            if name not in self._executors:
+                self._executors[name] = ThreadPoolExecutor(
+                    size, thread_name_prefix=f"composer-{name}"
+                )
+            return self._executors[name]
 
     # -- loading ----------------------------------------------------------------------------
 
     def _install(self, services: Services) -> None:
-        self.pages = PageService(services, self.api, self.metrics, self.executor)
+        queue = LLMQueue(self.settings, self.api, self.metrics, self.executor)
+        pages = PageService(services, self.api, self.metrics, queue, self.executor)
+        self.copy = CopyService(services, self.metrics, queue)
+        self.catalog = CatalogService(services, pages.invalidate, self.store_executor)
+        self.pages = pages
         self.services = services
 
     def start_loading(self) -> None:
@@ -96,21 +114,30 @@ class ApiState:
             self._loader.join(timeout)
         return self.services is not None
 
-    def require(self) -> tuple[Services, PageService]:
-        if self.services is None or self.pages is None:
+    def _loaded(self, service: T | None) -> T:
+        if service is None:
             if self.load_error:
                 raise NotReady(f"the service failed to load: {self.load_error}", 30)
             raise NotReady("the service is loading its models; retry shortly")
-        return self.services, self.pages
+        return service
+
+    def page_service(self) -> PageService:
+        return self._loaded(self.pages)
+
+    def copy_service(self) -> CopyService:
+        return self._loaded(self.copy)
+
+    def catalog_service(self) -> CatalogService:
+        return self._loaded(self.catalog)
 
     def close(self) -> None:
         with self._executor_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
+            executors, self._executors = list(self._executors.values()), {}
+        for executor in executors:
             executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_services and self.services is not None:
             self.services.close()
-            self.services = self.pages = None
+            self.services = self.pages = self.copy = self.catalog = None
             self._loader = None
             # Frozen objects are never freed; extension modules report them as leaks at exit.
             gc.unfreeze()
@@ -124,5 +151,9 @@ def freeze_loaded_objects() -> None:
     gc.freeze()
 
 
+# How handlers ask for what they use, injected by name: ``api: Api`` (settings, access,
+# limits, metrics), ``pages: Pages``, ``copy: Copy``, ``catalog: Catalog`` (503 until loaded).
 Api: TypeAlias = NamedDependency[ApiState]
-"""How handlers ask for the state: ``api: Api`` (injected by name)."""
+Pages: TypeAlias = NamedDependency[PageService]
+Copy: TypeAlias = NamedDependency[CopyService]
+Catalog: TypeAlias = NamedDependency[CatalogService]

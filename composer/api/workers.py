@@ -50,8 +50,8 @@ def run_worker(options: dict[str, Any], counts: SharedCounts, index: int) -> Non
     (see :mod:`composer.api.balance`)."""
     import uvicorn
 
+    from composer.api.factory import app_from_env
     from composer.api.logs import configure_logging
-    from composer.api.server import app_from_env
 
     configure_logging(options["log_level"].upper())
     try:

@@ -12,7 +12,9 @@ from composer.cli.output import console, print_json
 from composer.errors import UsageError
 from composer.settings import Settings
 
+app = typer.Typer()
 keys_app = typer.Typer(help="API keys: make one for a caller.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("new")
@@ -26,7 +28,8 @@ def new(
     """A new key, shown once, and its entry for COMPOSER_API__KEYS (the hash, not the key)."""
     from pydantic import ValidationError
 
-    from composer.api.security.keys import Scope, new_key
+    from composer.api.security.keys import new_key
+    from composer.settings import Scope
 
     try:
         chosen = tuple(Scope(s.strip()) for s in scopes.split(",") if s.strip())
@@ -51,6 +54,7 @@ def new(
     console.print(json.dumps(entry), highlight=False, soft_wrap=True)
 
 
+@app.command("link")
 def link(
     shopper: Annotated[str, typer.Option(help="The shopper whose page the link opens.")],
     ttl: Annotated[int | None, typer.Option(min=60, help="Seconds valid (default: setting).")] = (
@@ -72,8 +76,3 @@ def link(
         )
     page_link = Access.from_settings(s.api).links.page_link(shopper, ttl or s.api.link_ttl_s)
     console.print(base_url.rstrip("/") + page_link.path(), highlight=False, soft_wrap=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(keys_app, name="keys")
-    app.command("link")(link)

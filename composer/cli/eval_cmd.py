@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from composer.cli.output import console, print_json, progress_bars, table
+from composer.settings import BackendName
 
 if TYPE_CHECKING:
     from composer.evaluation.harness import EvalOutcome
@@ -19,6 +20,10 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
 
 
+app = typer.Typer()
+
+
+@app.command("eval")
 def eval_suite(
     suite: Annotated[str, typer.Argument(help="Suite name in evals/ (or a YAML file).")],
     prompt: Annotated[
@@ -44,7 +49,7 @@ def eval_suite(
     judge: Annotated[
         bool, typer.Option(help="Pairwise LLM judge of each variant against the first.")
     ] = False,
-    judge_backend: Annotated[str | None, typer.Option(help="Backend of the judge.")] = None,
+    judge_backend: Annotated[BackendName | None, typer.Option(help="Backend of the judge.")] = None,
     concurrency: Annotated[
         int | None,
         typer.Option(

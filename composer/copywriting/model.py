@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from composer.layout import Locale
+from composer.settings import BackendName
 
 ProductId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
@@ -32,7 +33,7 @@ class CopyRequest(BaseModel):
     n: int = Field(3, ge=1, le=8)
     max_chars: int | None = Field(None, ge=10, le=400)
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    backend: str | None = None
+    backend: BackendName | None = None
 
     def limit(self) -> int:
         return self.max_chars or DEFAULT_MAX_CHARS[self.kind]

@@ -16,7 +16,7 @@ from composer.layout import Locale
 from composer.layout.model import ZH_CHARS
 from composer.llm.base import DEADLINE, GenerationRequest, LLMBackend, LLMError, generate_batch
 from composer.prompting import PromptLibrary, clean_fact
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 from composer.shop import ProfileFile, ShopProfile
 from composer.validation import copies, mentions
 from composer.wording.themes import title_words
@@ -53,7 +53,7 @@ class Copywriter:
     def variables(self, request: CopyRequest) -> dict[str, Any]:
         missing = [p for p in request.products if p not in self.catalog]
         if missing:
-            raise UsageError(f"products: unknown product id(s): {', '.join(missing[:5])}")
+            raise UsageError(f"unknown product id(s): {', '.join(missing[:5])}", field="products")
         products = [self.catalog[p] for p in request.products]
         return {
             "task": "copy",
@@ -122,10 +122,10 @@ class Copywriter:
                 (result.variants if variant.passed else failing).append(variant)
         except LLMError as exc:
             result.fallback, result.fallback_reason = True, str(exc)
-            result.backend = "rules"
+            result.backend = BackendName.RULES
         if len(result.variants) < request.n:
             # The model could not find enough distinct, clean variants: top up from templates.
-            rules = self.backends.get("rules")
+            rules = self.backends.get(BackendName.RULES)
             for k in range(3):
                 if len(result.variants) >= request.n:
                     break
@@ -137,7 +137,7 @@ class Copywriter:
                 if text and text.lower() not in seen:
                     seen.add(text.lower())
                     result.variants.append(checked(text))
-                    if backend.name != "rules":
+                    if backend.name != BackendName.RULES:
                         result.fallback = True
                         result.fallback_reason = result.fallback_reason or "too few clean variants"
         # Variants that failed a check are never shown; they are kept, with the checks they

@@ -31,7 +31,7 @@ from composer.evaluation.suite import Suite, load_suite
 from composer.evaluation.vector_cache import CachedEncoder
 from composer.prompting import PromptLibrary
 from composer.provision import open_store
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 from composer.wording import encoder_similarity
 from retrieval import Encoder, load_retriever
 from retrieval.catalog_view import CatalogView
@@ -49,7 +49,7 @@ class EvalOptions:
     save_baseline: Path | None = None
     report: Path | None = None
     judge: bool = False
-    judge_backend: str | None = None
+    judge_backend: BackendName | None = None
     concurrency: int | None = None
     limit: int | None = None
     cache: Path | None = None
@@ -157,9 +157,10 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
         result = _run(suite, variants, runner, settings, options, cache)
         if any(m.group == "judge" for m in metrics):
             judge_name = options.judge_backend or next(
-                (v.backend for v in variants if v.backend != "rules"), settings.llm_backend
+                (v.backend for v in variants if v.backend is not BackendName.RULES),
+                settings.llm_backend,
             )
-            if judge_name == "rules":
+            if judge_name == BackendName.RULES:
                 raise UsageError("the judge needs a model backend (--judge-backend)")
             backend = runner.cached_backend(
                 judge_name, settings.llm_model, prompts.file_hash(JUDGE_PROMPT)

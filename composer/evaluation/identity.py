@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 
 # The code that turns a request into text: editing the decoding loop must not replay
 # generations made by the old one.
 _BACKEND_MODULES = {
-    "transformers": "composer.llm.transformers_backend",
-    "vllm": "composer.llm.vllm_backend",
+    BackendName.TRANSFORMERS: "composer.llm.transformers_backend",
+    BackendName.VLLM: "composer.llm.vllm_backend",
 }
 # Files of a model folder that decide its output besides the weights.
 _MODEL_FILES = (
@@ -84,7 +84,7 @@ def server_identity(url: str, timeout_s: float = 5.0) -> str:
     return f"server:{','.join(served)};version:{version}"
 
 
-def model_identity(settings: Settings, backend: str, model: str) -> str:
+def model_identity(settings: Settings, backend: BackendName, model: str) -> str:
     """The model's name plus a fingerprint of its local files by content (weights, config,
     tokenizer), of what a server says it serves, and of the backend's source."""
     digest = hashlib.sha256()
@@ -93,7 +93,7 @@ def model_identity(settings: Settings, backend: str, model: str) -> str:
     if spec is not None and spec.origin:
         digest.update(Path(spec.origin).read_bytes())
     name = model
-    if backend == "transformers":
+    if backend == BackendName.TRANSFORMERS:
         from composer.llm import resolve_model
 
         path = resolve_model(model, settings.resolved_cache_dir())
@@ -105,6 +105,6 @@ def model_identity(settings: Settings, backend: str, model: str) -> str:
                 if file.is_file():
                     digest.update(f"{file.name}:{files.digest(file)}".encode())
         digest.update(f"dtype:{settings.llm_dtype}".encode())  # other weights, other words
-    elif backend == "vllm":
+    elif backend == BackendName.VLLM:
         digest.update(server_identity(settings.vllm_url).encode())
     return f"{name}#{digest.hexdigest()[:12]}"

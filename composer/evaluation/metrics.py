@@ -17,8 +17,8 @@ from typing import Literal
 
 from composer.copybook import copybook
 from composer.copywriting import CopyResult
+from composer.evaluation.copy_rules import CopyRules
 from composer.evaluation.gen_cache import CallRecord
-from composer.evaluation.suite import CopyRules
 from composer.hydration import HydratedSection
 from composer.layout import Locale, PageLayout
 from composer.pipeline import PageResult

@@ -31,21 +31,21 @@ from composer.page_request import PageRequest
 from composer.pipeline import PageComposer
 from composer.prompting import PromptLibrary
 from composer.rendering import PageRenderer
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 from composer.wording import Similarity
 from retrieval import Product
 
 Progress = Callable[[str, int], Callable[[int], None]]
 # In-process transformers decodes one sequence at a time behind a lock: more threads only
 # contend. A vLLM server batches concurrent requests; `--concurrency` sets how many.
-DEFAULT_CONCURRENCY = {"vllm": 8}
+DEFAULT_CONCURRENCY = {BackendName.VLLM: 8}
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     prompt: str | None  # None for the rules backend, which reads no prompt
-    backend: str
+    backend: BackendName
     model: str
 
 
@@ -59,9 +59,9 @@ def plan_variants(
         raise UsageError(f"unknown backend '{unknown[0]}'; use one of: {', '.join(BACKENDS)}")
     several = len(backends) > 1 or len(models) > 1
     out: list[Variant] = []
-    for backend in backends:
-        if backend == "rules":
-            out.append(Variant("rules", None, "rules", "rules"))
+    for backend in map(BackendName, backends):
+        if backend == BackendName.RULES:
+            out.append(Variant("rules", None, BackendName.RULES, "rules"))
             continue
         for model in models:
             for prompt in prompts:
@@ -129,10 +129,11 @@ class EvalRunner:
     # -- backends --------------------------------------------------------------------------
 
     def settings_for(self, variant: Variant) -> Settings:
-        update: dict[str, Any] = {"llm_model": variant.model} if variant.backend != "rules" else {}
+        rules = variant.backend is BackendName.RULES
+        update: dict[str, Any] = {} if rules else {"llm_model": variant.model}
         return self.settings.model_copy(update=update)
 
-    def inner_backend(self, backend: str, model: str) -> LLMBackend:
+    def inner_backend(self, backend: BackendName, model: str) -> LLMBackend:
         """One real backend per (backend, model), shared by every prompt variant; built on
         the first cache miss only."""
         with self._lock:
@@ -142,7 +143,7 @@ class EvalRunner:
                 self._inner[key] = BackendRegistry(settings).get(backend)
             return self._inner[key]
 
-    def cached_backend(self, backend: str, model: str, namespace: str) -> CachedBackend:
+    def cached_backend(self, backend: BackendName, model: str, namespace: str) -> CachedBackend:
         return CachedBackend(
             name=backend,
             model=model_identity(self.settings, backend, model),
@@ -153,14 +154,14 @@ class EvalRunner:
 
     def registry_for(self, variant: Variant, namespace: str) -> tuple[BackendRegistry, CacheStats]:
         registry = BackendRegistry(self.settings_for(variant))
-        if variant.backend == "rules":
+        if variant.backend == BackendName.RULES:
             return registry, CacheStats()
         wrapper = self.cached_backend(variant.backend, variant.model, namespace)
         registry.register(wrapper)
         return registry, wrapper.stats
 
-    def workers(self, backend: str) -> int:
-        if backend == "transformers":
+    def workers(self, backend: BackendName) -> int:
+        if backend == BackendName.TRANSFORMERS:
             return 1
         return self.concurrency or DEFAULT_CONCURRENCY.get(backend, 1)
 
@@ -273,7 +274,7 @@ class EvalRunner:
             categories=case.categories,
             seed=case.seed,
             format="html",
-            backend=variant.backend,  # type: ignore[arg-type]
+            backend=variant.backend,
             prompt=variant.prompt,
         )
         try:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from composer.copywriting import CopyKind
 from composer.errors import UsageError, first_error
+from composer.evaluation.copy_rules import CopyRules
+from composer.evaluation.metrics import metric_names
 from composer.layout import Locale, PageKind
 from composer.resources import resource_dir
 
@@ -84,13 +86,6 @@ class SplitSpec(_Strict):
     min_events: int = Field(5, ge=2)
     # Events after this (Unix seconds) are ignored: live traffic must not move a benchmark.
     until: float | None = None
-
-
-class CopyRules(_Strict):
-    headline_words: tuple[int, int] = (2, 8)  # English headlines, in words
-    headline_chars_zh: tuple[int, int] = (2, 16)  # Chinese headlines, in characters
-    # Words that count as naming a theme besides its own name (e.g. "kids" for Children's).
-    theme_words: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class Tolerance(_Strict):
@@ -183,8 +178,6 @@ def load_suite(name_or_path: str) -> Suite:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         raise UsageError(f"{path}: {first_error(exc, 'suite')}") from None
-    from composer.evaluation.metrics import metric_names
-
     unknown = sorted(set(suite.gate) - set(metric_names(suite.task)))
     if unknown:
         raise UsageError(

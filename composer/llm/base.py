@@ -72,7 +72,11 @@ class LLMError(Exception):
 
 @runtime_checkable
 class LLMBackend(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The registry's key: a :class:`~composer.settings.BackendName` for ours."""
+        ...
+
     model: str
     supports_schema: bool
     can_stream: bool

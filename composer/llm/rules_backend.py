@@ -10,6 +10,7 @@ from typing import Any
 from composer.copybook import copybook
 from composer.layout import HERO_MAX_ITEMS, MAX_ITEMS, Locale, SectionKind
 from composer.llm.base import Generation, GenerationRequest, LLMError
+from composer.settings import BackendName
 
 _KINDS = (SectionKind.HERO, SectionKind.GRID, SectionKind.CAROUSEL, SectionKind.GRID)
 
@@ -20,7 +21,7 @@ def _rank(handle: str) -> int:
 
 
 class RulesBackend:
-    name = "rules"
+    name = BackendName.RULES
     model = "rules"
     supports_schema = True
     can_stream = True

@@ -30,6 +30,7 @@ from composer.llm.base import (
     LLMError,
     one_by_one,
 )
+from composer.settings import BackendName
 from retrieval.lru import LRU
 
 # Measured on a 2-core AVX2 CPU (no native bf16), 800-token prompt + 100 tokens: float32
@@ -103,7 +104,7 @@ def _quantised(lm: torch.nn.Module) -> torch.nn.Module:
 class TransformersBackend:
     """A local causal LM on CPU; concurrent callers queue on one lock."""
 
-    name = "transformers"
+    name = BackendName.TRANSFORMERS
     supports_schema = True
     can_stream = True
     reads_prompt = True

@@ -20,6 +20,7 @@ import httpx
 
 from composer.llm.base import Generation, GenerationRequest, LLMError
 from composer.llm.circuit import CircuitBreaker
+from composer.settings import BackendName
 
 if TYPE_CHECKING:
     from composer.settings import Settings
@@ -40,7 +41,7 @@ class VLLMRequestError(LLMError):
 
 
 class VLLMBackend:
-    name = "vllm"
+    name = BackendName.VLLM
     supports_schema = True
     can_stream = True
     reads_prompt = True

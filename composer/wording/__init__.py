@@ -1,6 +1,6 @@
 """Page words (headlines, titles) as short few-shot completions, checked and chosen."""
 
-from composer.wording.config import WordSettings
+from composer.settings import WordSettings
 from composer.wording.examples import headline_examples
 from composer.wording.themes import ThemeWords, theme_words
 from composer.wording.writer import (

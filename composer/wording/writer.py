@@ -21,10 +21,10 @@ from composer.layout import Locale
 from composer.layout.model import HEADLINE_MAX, HEADLINE_MIN, TITLE_MAX, ZH_CHARS
 from composer.llm.base import DEADLINE, Generation, GenerationRequest, LLMBackend, generate_batch
 from composer.prompting import PromptLibrary
+from composer.settings import WordSettings
 from composer.shop import ShopProfile
 from composer.validation.checks import text_checks
 from composer.validation.words import mentions, normalise, word_issues
-from composer.wording.config import WordSettings
 from composer.wording.examples import headline_examples
 from composer.wording.themes import ThemeWords
 

@@ -11,8 +11,8 @@ from litestar import Controller, Request, post
 from composer.api.errors import FieldError
 from composer.api.schemas import EventsBody, EventsOut
 from composer.api.security.access import caller
-from composer.api.security.keys import Scope
-from composer.api.state import Api
+from composer.api.state import Api, Catalog
+from composer.settings import Scope
 from retrieval.errors import UnknownProductError
 from retrieval.profile import pseudonymise
 from retrieval.records import EventKind, Interaction
@@ -30,14 +30,15 @@ class EventController(Controller):
         raises=[FieldError],
         opt={"scope": Scope.EVENTS},
     )
-    async def record_events(self, request: Request, data: EventsBody, api: Api) -> EventsOut:
+    async def record_events(
+        self, request: Request, data: EventsBody, api: Api, catalog: Catalog
+    ) -> EventsOut:
         """Views, cart adds and purchases, written in one transaction before the answer. The
         shopper's next page folds them in; any cached page of theirs is invalidated.
 
         An event time may not lie further ahead than a small clock skew (a far-future event
         would stay a shopper's latest forever); an event identical to a recorded one is
         left out; events per key and per shopper are rate-limited (429, ``Retry-After``)."""
-        services, pages = api.require()
         now = time.time()
         ts = data.timestamp if data.timestamp is not None else now
         skew = api.api.event_clock_skew_s
@@ -54,16 +55,15 @@ class EventController(Controller):
         kind = EventKind(data.kind)
         events = [Interaction(data.shopper_id, pid, kind, ts) for pid in products]
         try:
-            ids = await pages.in_thread(services.store.add_events, events, True)
+            ids, dropped = await catalog.record(data.shopper_id, events)
         except UnknownProductError as exc:
             missing = exc.product_ids[0]
             raise FieldError(
                 data.field_of(products.index(missing)),
                 f"unknown product id '{missing}' (nothing was recorded)",
             ) from None
-        dropped = pages.invalidate(data.shopper_id) if ids else 0
         api.metrics.events.labels(kind.value).inc(len(ids))
-        shopper = pseudonymise(data.shopper_id, services.settings.pseudonym_salt)
+        shopper = pseudonymise(data.shopper_id, api.settings.pseudonym_salt)
         log.info(
             "events recorded",
             extra={

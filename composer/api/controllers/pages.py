@@ -15,12 +15,12 @@ from composer.api.errors import FieldError
 from composer.api.pages import PageService, StreamItem
 from composer.api.schemas import PageBody, PageLinkBody, PageLinkOut, PageOut
 from composer.api.security.access import LINK_EXPIRES, caller, is_admin, require
-from composer.api.security.keys import Scope
 from composer.api.security.links import SESSION_COOKIE
 from composer.api.security.redaction import for_caller
-from composer.api.state import Api
+from composer.api.state import Api, Pages
 from composer.layout import Locale, PageKind
 from composer.page_request import PageRequest
+from composer.settings import Scope
 
 SSE = "text/event-stream"
 NO_STORE = {"Cache-Control": "private, no-store"}
@@ -48,10 +48,11 @@ class PageController(Controller):
     )
     # The annotation is the OpenAPI schema (Litestar reads it): PageOut, whose body is built as
     # a dict trimmed for the caller; the event stream is the documented other answer.
-    async def create_page(self, request: Request, data: PageBody, api: Api) -> Response[PageOut]:
+    async def create_page(
+        self, request: Request, data: PageBody, api: Api, pages: Pages
+    ) -> Response[PageOut]:
         if data.backend is not None or data.prompt is not None:
             require(request, Scope.ADMIN, "choosing a backend or prompt")
-        _, pages = api.require()
         key = caller(request)
         if key is not None:
             api.requests_per_key.take(key.id)
@@ -80,6 +81,7 @@ class PageController(Controller):
         request: Request,
         shopper_id: FromPath[str],
         api: Api,
+        pages: Pages,
         kind: Annotated[PageKind, QueryParameter()] = PageKind.HOME,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
         locale: Annotated[Locale, QueryParameter()] = Locale.EN,
@@ -87,7 +89,6 @@ class PageController(Controller):
         exp: Annotated[str | None, QueryParameter(max_length=12)] = None,
         sig: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Response[str]:
-        _, pages = api.require()
         page_request = PageRequest(
             shopper_id=shopper_id, kind=kind, query=q, locale=locale, format="html"
         )

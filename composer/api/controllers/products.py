@@ -11,26 +11,13 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
+from composer.api.catalog import MAX_ID
 from composer.api.schemas import ProductOut
-from composer.api.security.keys import Scope
-from composer.api.state import Api
+from composer.api.state import Catalog
 from composer.layout import Locale
-from retrieval import Product
+from composer.settings import Scope
 
 NO_STORE = {"Cache-Control": "private, no-store"}
-MAX_ID = 128
-
-
-async def find_product(api: Api, product_id: str) -> Product | None:
-    services, pages = api.require()
-    catalog = services.retriever.catalog
-    i = catalog.index.get(product_id)
-    if i is not None:
-        return catalog.products[i]
-    # Products ingested after start-up are in the store, not yet in the loaded catalog.
-    if len(product_id) <= MAX_ID:
-        return await pages.in_thread(services.store.product, product_id)
-    return None
 
 
 def back_link(referer: str | None) -> tuple[str | None, Locale | None]:
@@ -61,11 +48,11 @@ class ProductController(Controller):
         raises=[NotFoundException],
         opt={"scope": Scope.PAGES},
     )
-    async def product(self, product_id: FromPath[str], api: Api) -> ProductOut:
-        p = await find_product(api, product_id)
+    async def product(self, product_id: FromPath[str], catalog: Catalog) -> ProductOut:
+        p = await catalog.product(product_id)
         if p is None:
             raise NotFoundException(detail=f"unknown product id '{product_id[:MAX_ID]}'")
-        links = api.require()[0].renderer.links  # the store may predate today's rules
+        links = catalog.renderer.links  # the store may predate today's rules
         return ProductOut(
             product_id=p.product_id,
             title=p.title,
@@ -88,7 +75,7 @@ class ProductController(Controller):
         self,
         request: Request,
         product_id: FromPath[str],
-        api: Api,
+        catalog: Catalog,
         locale: Annotated[Locale | None, QueryParameter()] = None,
     ) -> Response[str]:
         """The catalog facts with the price in the page's locale, and a link back to the page
@@ -97,8 +84,8 @@ class ProductController(Controller):
         page (the session its signed link started) or with a key."""
         back, page_locale = back_link(request.headers.get("referer"))
         locale = locale or page_locale or Locale.EN
-        renderer = api.require()[0].renderer
-        p = await find_product(api, product_id)
+        renderer = catalog.renderer
+        p = await catalog.product(product_id)
         if p is None:
             html = renderer.render_not_found(
                 f"unknown product id '{product_id[:MAX_ID]}'", locale, back

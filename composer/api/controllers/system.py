@@ -9,8 +9,8 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from composer.api.schemas import Health, Ready
 from composer.api.security.access import is_admin
-from composer.api.security.keys import Scope
 from composer.api.state import Api
+from composer.settings import Scope
 
 
 class SystemController(Controller):
@@ -31,15 +31,15 @@ class SystemController(Controller):
         unready: pages are then served by the ``rules`` backend. Anyone may ask (load
         balancers have no keys); the checks and errors are shown to an admin key only."""
         admin = is_admin(request)
-        services, pages = api.services, api.pages
-        if services is None or pages is None:
+        catalog = api.catalog
+        if catalog is None:
             error = api.load_error if admin else None
             return Response(
                 Ready(status="failed" if api.load_error else "loading", error=error),
                 status_code=503,
             )
         try:
-            checks = await pages.in_thread(services.checks)
+            checks = await catalog.checks()
         except Exception as exc:
             error = f"store unreachable: {type(exc).__name__}: {exc}" if admin else None
             return Response(Ready(status="failed", error=error), status_code=503)

@@ -17,9 +17,9 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from composer.api.config import ApiSettings
-from composer.api.security.keys import ApiKeyConfig, KeyRing, Scope
+from composer.api.security.keys import KeyRing
 from composer.api.security.links import SESSION_COOKIE, LinkError, LinkSigner
+from composer.settings import ApiKeyConfig, ApiSettings, Scope
 
 CALLER = "caller"  # connection state: the ApiKeyConfig that authenticated the request
 LINK_EXPIRES = "link_expires"  # connection state: the expiry of the page link that admitted

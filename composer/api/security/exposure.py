@@ -13,9 +13,9 @@ import secrets
 
 from pydantic import SecretStr
 
-from composer.api.security.keys import Scope, new_key
+from composer.api.security.keys import new_key
 from composer.errors import UsageError
-from composer.settings import DEFAULT_PSEUDONYM_SALT, Settings
+from composer.settings import DEFAULT_PSEUDONYM_SALT, Scope, Settings
 
 MIN_SECRET_CHARS = 32
 

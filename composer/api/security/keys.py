@@ -11,32 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from composer.settings.api import ApiKeyConfig, Scope
 
 KEY_PREFIX = "pck_"
-
-
-class Scope(StrEnum):
-    """What a key may do. ``admin`` includes the other two."""
-
-    PAGES = "pages:read"  # pages, products and copy for a storefront; minting page links
-    EVENTS = "events:write"  # recording shoppers' events
-    ADMIN = "admin"  # backend/prompt overrides, metrics, readiness details, the API schema
-
-
-class ApiKeyConfig(BaseModel):
-    """One configured key: ``{"id": "storefront", "sha256": "…", "scopes": ["pages:read"]}``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="Names the caller in logs.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the key, hex.")
-    scopes: tuple[Scope, ...] = Field(min_length=1)
-
-    def allows(self, scope: Scope) -> bool:
-        return scope in self.scopes or Scope.ADMIN in self.scopes
 
 
 def digest(key: str) -> str:

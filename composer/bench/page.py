@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from composer.bench.speed import measure_decoding_speed
 from composer.copywriting import CopyRequest, Copywriter
-from composer.llm.speed import measure_decoding_speed
 from composer.page_request import PageRequest
 from composer.pipeline import PageComposer, PageResult
+from composer.settings import BackendName
 
 Progress = Callable[[int], None]
 
@@ -33,7 +34,7 @@ def as_written(result: PageResult) -> bool:
     failed, nothing repaired, no fallback. (The shown layout always validates: the composer
     checked, repaired or replaced it before it was shown.)"""
     t = result.trace
-    if t.backend == "rules":
+    if t.backend == BackendName.RULES:
         return not t.fallback  # no model: the page is what the rules wrote
     return (
         len(t.attempts) == 1
@@ -47,7 +48,7 @@ def as_written(result: PageResult) -> bool:
 def run_pages(
     composer: PageComposer,
     shoppers: Sequence[str],
-    backend: str,
+    backend: BackendName,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     latencies, first, tokens, fallbacks, written, unknown, repeated = [], [], [], 0, 0, 0, 0
@@ -80,14 +81,17 @@ def run_pages(
     }
 
 
-def constrained_ratio(composer: PageComposer, shopper: str, backend: str) -> dict[str, Any]:
+def constrained_ratio(composer: PageComposer, shopper: str, backend: BackendName) -> dict[str, Any]:
     """Decoding speed with and without the page schema, on a real page prompt."""
     gen = composer.generation_request(PageRequest(shopper_id=shopper))
     return measure_decoding_speed(composer.backends.get(backend), gen, runs=2)
 
 
 def run_copy(
-    writer: Copywriter, product_ids: Sequence[str], backend: str, progress: Progress | None = None
+    writer: Copywriter,
+    product_ids: Sequence[str],
+    backend: BackendName,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     passed, total, distinct_ok, fallbacks, seconds = 0, 0, 0, 0, []
     for pid in product_ids:

@@ -1,7 +1,4 @@
-"""Settings of the `vllm` backend and of the local vLLM server (``COMPOSER_VLLM__*``).
-
-Only pydantic here: ``composer.settings`` imports this module.
-"""
+"""Settings of the `vllm` backend and of the local vLLM server (``COMPOSER_VLLM__*``)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,37 @@
-"""Settings of the API process (a nested group of :class:`composer.settings.Settings`).
+"""Settings of the API process (``COMPOSER_API__…``), its keys and their scopes.
 
-Only pydantic here: ``composer.settings`` imports this module, so it must not import the app.
 The per-request deadline is ``Settings.page_deadline_s`` (shared with the CLI's pages).
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
-from composer.api.security.keys import ApiKeyConfig
+from composer.settings.llm import BackendName
+
+
+class Scope(StrEnum):
+    """What a key may do. ``admin`` includes the other two."""
+
+    PAGES = "pages:read"  # pages, products and copy for a storefront; minting page links
+    EVENTS = "events:write"  # recording shoppers' events
+    ADMIN = "admin"  # backend/prompt overrides, metrics, readiness details, the API schema
+
+
+class ApiKeyConfig(BaseModel):
+    """One configured key: ``{"id": "storefront", "sha256": "…", "scopes": ["pages:read"]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="Names the caller in logs.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the key, hex.")
+    scopes: tuple[Scope, ...] = Field(min_length=1)
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes or Scope.ADMIN in self.scopes
 
 
 class ApiSettings(BaseModel):
@@ -106,7 +127,7 @@ class ApiSettings(BaseModel):
         '["https://shop.example"]; empty: none.',
     )
 
-    def llm_cap_per_key(self, backend: str) -> int | None:
+    def llm_cap_per_key(self, backend: BackendName) -> int | None:
         """LLM requests (running or waiting) one key may hold; None with one key or none,
         where there is nobody to be fair to."""
         if len(self.keys) < 2:
@@ -114,7 +135,7 @@ class ApiSettings(BaseModel):
         room = self.llm_slots(backend) + self.llm_max_waiting
         return max(1, int(room * self.llm_share_per_key))
 
-    def llm_slots(self, backend: str) -> int:
+    def llm_slots(self, backend: BackendName) -> int:
         if self.llm_concurrency is not None:
             return self.llm_concurrency
-        return 8 if backend == "vllm" else 1
+        return 8 if backend is BackendName.VLLM else 1

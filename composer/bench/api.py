@@ -28,8 +28,9 @@ import numpy as np
 import orjson
 
 from composer.api.security.exposure import is_loopback
-from composer.api.security.keys import Scope, new_key
+from composer.api.security.keys import new_key
 from composer.errors import ComposerError, UsageError
+from composer.settings import BackendName, Scope
 
 # Fewer samples than this and the percentile is the largest sample or close to it: not shown.
 MIN_SAMPLES = {50: 2, 90: 10, 99: 100}
@@ -55,7 +56,7 @@ def check_loopback(url: str) -> None:
 async def _load(
     url: str,
     key: str,
-    backend: str,
+    backend: BackendName,
     concurrency: int,
     total: int,
     shoppers: Sequence[str],
@@ -123,7 +124,7 @@ async def _load(
 def run(
     url: str,
     key: str,
-    llm_backend: str,
+    llm_backend: BackendName,
     rules_requests: int,
     llm_requests: int,
     shoppers: Sequence[str],
@@ -134,7 +135,7 @@ def run(
     check_loopback(url)
     base = time.time_ns() % 1_000_000_000 if seed_base is None else seed_base
     out: dict[str, Any] = {"rules": {}, "llm": {"backend": llm_backend}}
-    plan = [("rules", "rules", c, rules_requests) for c in (1, 16)]
+    plan = [("rules", BackendName.RULES, c, rules_requests) for c in (1, 16)]
     if llm_requests:
         plan += [("llm", llm_backend, 1, llm_requests), ("llm", llm_backend, 16, 4 * llm_requests)]
     used = 0

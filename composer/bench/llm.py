@@ -27,13 +27,13 @@ from contextlib import ExitStack
 from typing import Any
 
 from composer.backends import BackendRegistry
+from composer.bench.page import constrained_ratio
 from composer.llm.base import GenerationRequest
 from composer.llm.vllm_backend import VLLMBackend
 from composer.llm.vllm_server import VLLMServer, free_port, metrics
-from composer.page_bench import constrained_ratio
 from composer.page_request import PageRequest
 from composer.pipeline import PageComposer, PageResult
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 from retrieval import Retriever
 
 CONCURRENCY = 8
@@ -50,7 +50,7 @@ def _quiet(_description: str, _total: int) -> Callable[[int], None]:
 def run_pages(
     composer: PageComposer,
     shoppers: Sequence[str],
-    backend: str,
+    backend: BackendName,
     concurrency: int,
     advance: Callable[[int], None],
 ) -> dict[str, Any]:
@@ -117,7 +117,7 @@ class LLMBench:
     def pages(
         self, shoppers: Sequence[str], concurrency: int, advance: Callable[[int], None]
     ) -> dict[str, Any]:
-        return run_pages(self.composer, shoppers, "vllm", concurrency, advance)
+        return run_pages(self.composer, shoppers, BackendName.VLLM, concurrency, advance)
 
     # -- prefix cache ---------------------------------------------------------------------
 
@@ -231,7 +231,7 @@ def run(
 
         bench.use(f"decoding-{bench.nonce}")
         advance = progress("constrained vs free decoding", 1)
-        decoding = constrained_ratio(bench.composer, shoppers[0], "vllm")
+        decoding = constrained_ratio(bench.composer, shoppers[0], BackendName.VLLM)
         advance(1)
 
         prefix = bench.prefix(
@@ -265,9 +265,9 @@ def run(
         )
         # Untimed like vLLM's: loads the model. The last shopper's, so that the first timed
         # page does not find its whole prompt in the in-process prefix cache.
-        run_pages(composer, shoppers[-1:], "transformers", 1, progress("warm-up page", 1))
+        run_pages(composer, shoppers[-1:], BackendName.TRANSFORMERS, 1, progress("warm-up page", 1))
         local = run_pages(
-            composer, shoppers, "transformers", 1, progress("transformers", len(shoppers))
+            composer, shoppers, BackendName.TRANSFORMERS, 1, progress("transformers", len(shoppers))
         )
         report["transformers"] = local
         report["vs_transformers_ratio"] = round(

@@ -1,4 +1,4 @@
-"""Settings: one object, read from the environment (``COMPOSER_`` prefix) and passed down."""
+"""The root settings object; its nested groups are the other modules of this package."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from composer.api.config import ApiSettings
-from composer.llm.model_fetch import DEFAULT_MODEL
-from composer.llm.vllm_config import VLLMSettings
-from composer.wording.config import WordSettings
+from composer.settings.api import ApiSettings
+from composer.settings.llm import DEFAULT_MODEL, BackendName
+from composer.settings.vllm import VLLMSettings
+from composer.settings.words import WordSettings
 from retrieval import EXACT_SEARCH_MAX_PRODUCTS, FusionParams, MFParams, RetrievalConfig
 from retrieval.catalog_text import LinkPolicy
 
@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     catalog_link_hosts: list[str] = Field(
         [], description="Hosts product and image links may point at (JSON list; empty: any)."
     )
-    llm_backend: Literal["transformers", "vllm", "rules"] = Field(
-        "transformers", description="Which backend composes pages and copy."
+    llm_backend: BackendName = Field(
+        BackendName.TRANSFORMERS, description="Which backend composes pages and copy."
     )
     llm_model: str = Field(
         DEFAULT_MODEL,

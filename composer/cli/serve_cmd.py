@@ -1,5 +1,5 @@
-"""`composer vllm-serve`, and the local vLLM server that `composer serve --vllm` runs beside
-the page API for as long as the API runs."""
+"""Serving: `serve` (the page API), `vllm-serve` (a vLLM server for it), and the local vLLM
+server that `composer serve --vllm` runs beside the page API for as long as the API runs."""
 
 from __future__ import annotations
 
@@ -7,18 +7,49 @@ import ipaddress
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlparse
 
 import typer
 
+from composer.cli.common import settings
 from composer.cli.output import console, err_console
 from composer.errors import UsageError
 from composer.settings import Settings
 
+app = typer.Typer()
 
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")] = 1,
+    vllm: Annotated[
+        bool,
+        typer.Option(
+            "--vllm", help="Start a local vLLM server, serve pages from it, stop it on exit."
+        ),
+    ] = False,
+) -> None:
+    """Serve the page API (Litestar under uvicorn)."""
+    from composer.api.server import serve as run_server
+
+    with local_vllm(settings()) if vllm else nullcontext(settings()) as s:
+        console.print(f"serving on http://{host}:{port} (API schema: /schema, admin key)")
+        run_server(
+            s,
+            host=host,
+            port=port,
+            workers=workers,
+            # One line each, never wrapped: the key and the link are copied from here.
+            announce=lambda line: console.print(line, soft_wrap=True, highlight=False),
+        )
+
+
+@app.command("vllm-serve")
 def vllm_serve(
     port: Annotated[
         int | None,
@@ -119,7 +150,3 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 def _log_file(settings: Settings) -> Path:
     return settings.artifacts_dir / "logs" / "vllm-serve.log"
-
-
-def register(app: typer.Typer) -> None:
-    app.command("vllm-serve")(vllm_serve)
