@@ -7,8 +7,10 @@ outcomes around one model call:
   share, the deadline ran out while waiting), handed in as ``forced``;
 - unavailable: the backend cannot be built (a model that does not load, a server that
   refuses to start);
-- failed: the call raised an error that is not the caller's (a :class:`ComposerError` is the
-  caller's, such as an unknown prompt, and stays an error).
+- failed: the call raised an error that is not the caller's. Which errors are the caller's
+  is the caller's to say (``caller_errors``): for pages a :class:`ComposerError` (an unknown
+  prompt the request named) stays an error; copy checks its request first, so any error
+  after that is the deployment's and the shopper gets the rules copy.
 
 In each case the answer is the rules answer with the reason in its trace; never a 5xx.
 
@@ -34,7 +36,7 @@ E = TypeVar("E")
 
 
 def failed_reason(backend: BackendName, exc: BaseException) -> str:
-    return f"backend {backend.value} failed: {type(exc).__name__}: {exc}"
+    return f"backend {backend} failed: {type(exc).__name__}: {exc}"
 
 
 class Fallback:
@@ -43,13 +45,13 @@ class Fallback:
 
     def refusal(self, backend: BackendName, forced: str | None = None) -> str | None:
         """Why ``backend`` will not be asked (``forced``, or it cannot be built); None: ask."""
-        if forced is not None or backend is BackendName.RULES:
+        if forced is not None or backend == BackendName.RULES:
             return forced
         try:
             self.backends.get(backend)
         except Exception as exc:  # whatever stops a model loading, the caller gets an answer
             log.error("LLM backend unavailable", extra={"backend": backend, "error": str(exc)})
-            return f"backend {backend.value} unavailable: {exc}"
+            return f"backend {backend} unavailable: {exc}"
         return None
 
     def call(
@@ -58,16 +60,18 @@ class Fallback:
         answer: Callable[[], T],
         rules: Callable[[str], T],
         forced: str | None = None,
+        caller_errors: tuple[type[Exception], ...] = (ComposerError,),
     ) -> T:
-        """``answer()`` from ``backend``, or ``rules(reason)`` when it is refused or fails."""
+        """``answer()`` from ``backend``, or ``rules(reason)`` when it is refused or fails
+        with anything but one of ``caller_errors``."""
         reason = self.refusal(backend, forced)
         if reason is None:
             try:
                 return answer()
-            except ComposerError:
+            except caller_errors:
                 raise
             except Exception as exc:
-                if backend is BackendName.RULES:
+                if backend == BackendName.RULES:
                     raise
                 log.exception("LLM answer failed; serving rules", extra={"backend": backend})
                 reason = failed_reason(backend, exc)
@@ -100,7 +104,7 @@ class Fallback:
         except ComposerError:
             raise
         except Exception as exc:
-            if backend is BackendName.RULES or committed:
+            if backend == BackendName.RULES or committed:
                 raise
             log.exception("LLM answer failed; serving rules", extra={"backend": backend})
             reason = failed_reason(backend, exc)

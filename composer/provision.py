@@ -64,7 +64,7 @@ def run_setup(
         t = time.perf_counter()
         report.build = build(settings.retrieval_config(), store, progress=progress, force=force)
         report.seconds["build"] = round(time.perf_counter() - t, 2)
-        if settings.llm_backend is not BackendName.RULES and settings.llm_model == DEFAULT_MODEL:
+        if settings.llm_backend != BackendName.RULES and settings.llm_model == DEFAULT_MODEL:
             t = time.perf_counter()
             advance = progress("default LLM (fetch, verify, convert once)", 1)
             report.model_dir = str(ensure_default_model(settings.resolved_cache_dir()))

@@ -311,6 +311,22 @@ def test_sse_fallback_still_completes_the_stream(ml_shop: BuiltShop) -> None:
         assert "refused" in events[-1][1]["fallback_reason"]
 
 
+def test_a_copy_prompt_that_does_not_exist_gives_rules_copy_not_an_error(
+    ml_shop: BuiltShop,
+) -> None:
+    """A deployment's mistake (COMPOSER_COPY_PROMPT naming no prompt) is not the caller's:
+    the storefront gets the rules copy and the reason, as when the model is down."""
+    model = ScriptedBackend("transformers", texts=["unused"])
+    app = app_for(ml_shop, model, llm_backend="transformers", copy_prompt="no_such_prompt")
+    with KeyedClient(app) as c:
+        r = c.post("/v1/copy", json={"products": ["1"], "n": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["backend"] == "rules" and body["fallback"] is True
+    assert "no_such_prompt" in body["fallback_reason"] and len(body["variants"]) == 2
+    assert model.calls == 0
+
+
 def test_sse_with_filters_that_match_nothing_is_a_422_not_a_stream(client: TestClient) -> None:
     r = client.post(
         "/v1/pages",

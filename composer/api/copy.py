@@ -40,6 +40,9 @@ class CopyService:
                 lambda: self.copywriter.write(request.model_copy(update={"backend": backend})),
                 rules,
                 forced,
+                # The request was checked above: what fails now (a copy prompt that does
+                # not exist, a model error) is the deployment's, not the caller's.
+                caller_errors=(),
             )
 
         result = await self.queue.run(backend, job, caller)

@@ -95,7 +95,7 @@ class LLMQueue:
     ) -> tuple[bool, float, str | None]:
         """(holds a slot, deadline left, forced fallback reason)."""
         deadline = self.settings.page_deadline_s
-        if backend is BackendName.RULES:
+        if backend == BackendName.RULES:
             return False, deadline, None
         cap = self.cap_per_key
         if caller is not None and cap is not None and self.held.get(caller, 0) >= cap:

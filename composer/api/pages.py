@@ -121,7 +121,7 @@ class PageService:
             if request.shopper_id is not None
             else None
         )
-        model = "rules" if backend is BackendName.RULES else self.settings.llm_model
+        model = "rules" if backend == BackendName.RULES else self.settings.llm_model
         return Plan(request, backend, page_key(request, state, prompt, prompt_hash, backend, model))
 
     def invalidate(self, shopper_id: str) -> int:
@@ -194,7 +194,7 @@ class PageService:
         self, request: PageRequest, caller: str | None = None
     ) -> tuple[PageResult, bool]:
         """A page and whether it came from the cache; ``caller`` is the API key's id."""
-        if (request.backend or self.settings.llm_backend) is BackendName.RULES:
+        if (request.backend or self.settings.llm_backend) == BackendName.RULES:
             # No LLM gate to pass between planning and composing: one trip to a worker
             # thread instead of two.
             return await self.in_thread(self._rules_page, request)

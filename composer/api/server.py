@@ -23,7 +23,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from composer.api.app import create_app
-from composer.api.factory import SETTINGS_ENV, limit_blas_threads, settings_json
+
+# app_from_env is re-exported: `uvicorn --factory composer.api.server:app_from_env` worked
+# before it moved to factory.py.
+from composer.api.factory import SETTINGS_ENV, app_from_env, limit_blas_threads, settings_json
 from composer.api.logs import configure_logging
 from composer.api.security.access import Access
 from composer.api.security.exposure import check_exposure, with_local_credentials
@@ -32,6 +35,8 @@ from composer.errors import UsageError
 from composer.settings import Settings
 
 GRACEFUL_SHUTDOWN_S = 10
+
+__all__ = ["GRACEFUL_SHUTDOWN_S", "app_from_env", "serve"]
 
 
 def _announce(line: str) -> None:

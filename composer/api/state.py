@@ -77,10 +77,10 @@ class ApiState:
     def _install(self, services: Services) -> None:
         queue = LLMQueue(self.settings, self.api, self.metrics, self.executor)
         pages = PageService(services, self.api, self.metrics, queue, self.executor)
-        self.copy = CopyService(services, self.metrics, queue)
-        self.catalog = CatalogService(services, pages.invalidate, self.store_executor)
-        self.pages = pages
-        self.services = services
+        copy = CopyService(services, self.metrics, queue)
+        catalog = CatalogService(services, pages.invalidate, self.store_executor)
+        self.services, self.pages, self.copy = services, pages, copy
+        self.catalog = catalog  # last: /readyz says ready once it is set
 
     def start_loading(self) -> None:
         """Load the services in the background: ``/healthz`` answers at once, ``/readyz`` and

@@ -17,7 +17,7 @@ import typer
 from composer.cli.common import settings
 from composer.cli.output import console, err_console
 from composer.errors import UsageError
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 
 app = typer.Typer()
 
@@ -136,7 +136,7 @@ def local_vllm(settings: Settings) -> Iterator[Settings]:
     # the process on the spot, before the server below could be stopped in order.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        yield settings.model_copy(update={"llm_backend": "vllm"})
+        yield settings.model_copy(update={"llm_backend": BackendName.VLLM})
     finally:
         signal.signal(signal.SIGTERM, previous)
         err_console.print("stopping vLLM")

@@ -157,7 +157,7 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
         result = _run(suite, variants, runner, settings, options, cache)
         if any(m.group == "judge" for m in metrics):
             judge_name = options.judge_backend or next(
-                (v.backend for v in variants if v.backend is not BackendName.RULES),
+                (v.backend for v in variants if v.backend != BackendName.RULES),
                 settings.llm_backend,
             )
             if judge_name == BackendName.RULES:

@@ -129,7 +129,7 @@ class EvalRunner:
     # -- backends --------------------------------------------------------------------------
 
     def settings_for(self, variant: Variant) -> Settings:
-        rules = variant.backend is BackendName.RULES
+        rules = variant.backend == BackendName.RULES
         update: dict[str, Any] = {} if rules else {"llm_model": variant.model}
         return self.settings.model_copy(update=update)
 

@@ -41,8 +41,8 @@ class ApiSettings(BaseModel):
         4,
         ge=1,
         le=64,
-        description="Worker threads for retrieval, rules pages, rendering and store access; "
-        "the pool has one more per LLM slot.",
+        description="Worker threads for retrieval, rules pages and rendering (the pool has one "
+        "more per LLM slot), and as many again for product lookups and event writes.",
     )
     llm_concurrency: int | None = Field(
         None,
@@ -138,4 +138,4 @@ class ApiSettings(BaseModel):
     def llm_slots(self, backend: BackendName) -> int:
         if self.llm_concurrency is not None:
             return self.llm_concurrency
-        return 8 if backend is BackendName.VLLM else 1
+        return 8 if backend == BackendName.VLLM else 1

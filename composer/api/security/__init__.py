@@ -3,6 +3,5 @@ signed page links (``links``), what ``serve`` demands off loopback (``exposure``
 headers and the CSP (``headers``), rate limits (``limits``), JSON-only bodies
 (``content_type``), and what a page's trace tells a caller (``redaction``).
 
-Nothing is imported here: ``composer.settings`` reads ``keys`` through ``composer.api.config``
-and must not pull in Litestar.
+Nothing is imported here: the modules are small and each caller takes the one it needs.
 """
