@@ -1,6 +1,7 @@
 """The shop's data-access layer: catalog, shoppers and events behind SQLAlchemy Core.
 
-SQLite (WAL) by default; the same code runs against PostgreSQL by changing the URL.
+SQLite (WAL) by default; PostgreSQL by changing the URL (``postgresql+psycopg://…``). The
+schema is versioned (:mod:`retrieval.migrations`) and brought up to date on opening.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from retrieval import migrations
 from retrieval.errors import UnknownProductError
 from retrieval.lru import LRU
 from retrieval.records import EventKind, Interaction, Product, Shopper
@@ -58,6 +60,8 @@ events_table = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
     sa.Column("value", sa.Float),
+    # The writing transaction's id (PostgreSQL fills it in; see migration 0002).
+    sa.Column("txid", sa.BigInteger),
 )
 
 meta_table = sa.Table(
@@ -132,17 +136,20 @@ def _product_values(p: Product) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class _History:
-    """A shopper's events, oldest first, complete up to ``last_event_id``."""
+    """A shopper's events, oldest first: every event up to ``last_event_id`` except, on
+    PostgreSQL, those of transactions still open at the read (``open_from``: the oldest
+    transaction id that read could not see; 0 on SQLite, whose ids commit in order)."""
 
     last_event_id: int
     events: tuple[StoredEvent, ...]
+    open_from: int = 0
 
 
 class Store:
     """Catalog, shoppers and events. Every write is one transaction.
 
-    ``history_cache`` shoppers' event lists stay in memory (SQLite only, see
-    :meth:`events_for`); 0 turns that off. A history is the shopper's latest
+    ``history_cache`` shoppers' event lists stay in memory (see :meth:`events_for`); 0
+    turns that off. A history is the shopper's latest
     ``max_history`` events: a flood of events for one id costs no page more than that.
     """
 
@@ -150,14 +157,11 @@ class Store:
         self.url = url
         self.max_history = max_history
         self.engine: Engine = sa.create_engine(url, future=True)
-        sqlite = self.engine.dialect.name == "sqlite"
-        if sqlite:
+        self.postgres = self.engine.dialect.name == "postgresql"
+        if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
-        # Bringing a cached history up to date reads the events after its last id. That is
-        # complete only where ids become visible in id order: SQLite has one writer at a
-        # time; PostgreSQL sequences can commit out of order, so there every read is full.
-        self._histories: LRU[str, _History] = LRU(history_cache if sqlite else 0)
+        migrations.upgrade(self.engine)
+        self._histories: LRU[str, _History] = LRU(history_cache)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -337,13 +341,21 @@ class Store:
         """The shopper's events, oldest first (by time, then id).
 
         Events are only ever appended, so a cached history is brought up to date with the
-        events after its last id: one indexed query that usually finds nothing, instead of
-        reading hundreds of rows for a heavy shopper on every page.
+        events recorded since: one indexed query that usually finds nothing, instead of
+        reading hundreds of rows for a heavy shopper on every page. "Since" is in commit
+        order: on SQLite ids become visible in id order (one writer at a time); on
+        PostgreSQL a lower id may commit later, so the catch-up also reads the events of
+        transactions that were still open at the last read.
         """
         cached = self._histories.get(shopper_id)
         after = cached.last_event_id if cached is not None else 0
-        new = self._read_events(shopper_id, after)
+        open_from = cached.open_from if cached is not None else 0
+        read, open_now = self._read_events(shopper_id, after, open_from)
+        known = {e.event_id for e in cached.events} if cached is not None else set()
+        new = [e for e in read if e.event_id not in known]
         if cached is not None and not new:
+            if open_now != cached.open_from:
+                self._histories.put(shopper_id, _History(after, cached.events, open_now))
             return list(cached.events)
         if cached is not None:
             # An event may carry an earlier timestamp than ones already stored.
@@ -353,20 +365,27 @@ class Store:
             events = new
         if events:
             last = max(after, max(e.event_id for e in new))
-            self._histories.put(shopper_id, _History(last, tuple(events)))
+            self._histories.put(shopper_id, _History(last, tuple(events), open_now))
         return list(events)
 
-    def _read_events(self, shopper_id: str, after_event_id: int = 0) -> list[StoredEvent]:
+    def _read_events(
+        self, shopper_id: str, after_event_id: int = 0, open_from: int = 0
+    ) -> tuple[list[StoredEvent], int]:
+        """Events after ``after_event_id`` (and, on PostgreSQL, those written by
+        transactions from ``open_from`` on), and the oldest transaction this read could not
+        see (0 on SQLite)."""
+        params = {"shopper": shopper_id, "after": after_event_id, "limit": self.max_history}
+        if self.postgres:
+            # One snapshot for both statements: what the events query sees is exactly what
+            # the snapshot's xmin says is finished.
+            with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+                open_now = int(conn.execute(_SNAPSHOT_XMIN).scalar() or 0)
+                rows = conn.execute(_EVENTS_SINCE, {**params, "open_from": open_from or open_now})
+                events = _events_of(shopper_id, rows)
+                conn.rollback()
+            return events, open_now
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                _EVENTS_AFTER,
-                {"shopper": shopper_id, "after": after_event_id, "limit": self.max_history},
-            )
-            events = [
-                StoredEvent(event_id, shopper_id, product_id, _KINDS[kind], ts, value)
-                for event_id, product_id, kind, ts, value in rows
-            ]
-        return sorted(events, key=lambda e: (e.timestamp, e.event_id))
+            return _events_of(shopper_id, conn.execute(_EVENTS_AFTER, params)), 0
 
     def all_events(self) -> list[StoredEvent]:
         with self.engine.connect() as conn:
@@ -377,11 +396,12 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(events_table.c.event_id))).scalar() or 0
 
-    def last_event_id_for(self, shopper_id: str) -> int:
-        """The shopper's latest event id (0 if none): changes with every new event."""
+    def history_state(self, shopper_id: str) -> tuple[int, int]:
+        """The shopper's latest event id and event count ((0, 0) if none): changes with
+        every new event, also one whose lower id commits after a higher one (PostgreSQL)."""
         with self.engine.connect() as conn:
-            value = conn.execute(_LAST_EVENT_ID_FOR, {"shopper": shopper_id}).scalar()
-        return int(value or 0)
+            latest, count = conn.execute(_HISTORY_STATE, {"shopper": shopper_id}).one()
+        return int(latest or 0), int(count or 0)
 
     def latest_shopper(self) -> str | None:
         """The shopper of the most recent event (None in a shop without events)."""
@@ -426,9 +446,39 @@ _EVENTS_AFTER = (
     .order_by(events_table.c.event_id.desc())
     .limit(sa.bindparam("limit"))
 )
-_LAST_EVENT_ID_FOR = sa.select(sa.func.max(events_table.c.event_id)).where(
-    events_table.c.shopper_id == sa.bindparam("shopper")
+# PostgreSQL: the same, plus the events of transactions that were open at the last read.
+_EVENTS_SINCE = (
+    sa.select(
+        events_table.c.event_id,
+        events_table.c.product_id,
+        events_table.c.kind,
+        events_table.c.ts,
+        events_table.c.value,
+    )
+    .where(
+        events_table.c.shopper_id == sa.bindparam("shopper"),
+        sa.or_(
+            events_table.c.event_id > sa.bindparam("after"),
+            events_table.c.txid >= sa.bindparam("open_from"),
+        ),
+    )
+    .order_by(events_table.c.event_id.desc())
+    .limit(sa.bindparam("limit"))
 )
+# The oldest transaction the reading snapshot cannot see: every event of an older one that
+# committed is visible to it.
+_SNAPSHOT_XMIN = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+_HISTORY_STATE = sa.select(
+    sa.func.max(events_table.c.event_id), sa.func.count(events_table.c.event_id)
+).where(events_table.c.shopper_id == sa.bindparam("shopper"))
+
+
+def _events_of(shopper_id: str, rows: Iterable[sa.Row]) -> list[StoredEvent]:
+    events = [
+        StoredEvent(event_id, shopper_id, product_id, _KINDS[kind], ts, value)
+        for event_id, product_id, kind, ts, value in rows
+    ]
+    return sorted(events, key=lambda e: (e.timestamp, e.event_id))
 
 
 def _row_to_event(r: sa.Row) -> StoredEvent:

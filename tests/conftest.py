@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from postgres_server import create_database, postgres_cluster
 
 from composer.provision import open_store, seed_movielens
 from composer.settings import Settings
@@ -46,6 +49,39 @@ def ml_shop(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Built
     """MovieLens-100K ingested and built once per session (weights untuned, for speed)."""
     folder = tmp_path_factory.mktemp("ml-shop")
     settings = Settings(artifacts_dir=folder, cache_dir=CACHE, fusion=FusionParams(tune=False))
+    store = open_store(settings)
+    seed_movielens(settings, store)
+    build(settings.retrieval_config(), store, encoder_factory=lambda: encoder)
+    retriever = load_retriever(settings.retrieval_config(), store, encoder)
+    yield BuiltShop(settings, store, retriever)
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[str]:
+    """A real PostgreSQL server for the session (a throwaway cluster on loopback)."""
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: str) -> str:
+    """An empty database of its own on that server."""
+    return create_database(postgres_admin, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def pg_shop(
+    postgres_admin: str, tmp_path_factory: pytest.TempPathFactory, encoder: Encoder
+) -> Iterator[BuiltShop]:
+    """``ml_shop`` with its store on the PostgreSQL server (Chroma and models as there)."""
+    folder = tmp_path_factory.mktemp("pg-shop")
+    settings = Settings(
+        artifacts_dir=folder,
+        cache_dir=CACHE,
+        database_url=create_database(postgres_admin, "ml_shop"),
+        fusion=FusionParams(tune=False),
+    )
     store = open_store(settings)
     seed_movielens(settings, store)
     build(settings.retrieval_config(), store, encoder_factory=lambda: encoder)

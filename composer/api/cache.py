@@ -31,7 +31,7 @@ PageKey = tuple[object, ...]
 
 def page_key(
     request: PageRequest,
-    shopper_state: int | None,
+    shopper_state: tuple[int, int] | None,
     prompt_name: str,
     prompt_hash: str,
     backend: str,

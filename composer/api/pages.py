@@ -117,7 +117,7 @@ class PageService:
         except UsageError as exc:
             raise FieldError("prompt", str(exc)) from None
         state = (
-            self.services.store.last_event_id_for(request.shopper_id)
+            self.services.store.history_state(request.shopper_id)
             if request.shopper_id is not None
             else None
         )

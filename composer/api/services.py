@@ -91,7 +91,7 @@ class Services:
                     recent_items=recent, backend=BackendName.RULES, format="both", locale=locale
                 )
             )
-        self.store.last_event_id_for("")
+        self.store.history_state("")
         self.store.events_for("")
 
     def preload_backend(self) -> str | None:

@@ -283,3 +283,36 @@ def bench_llm(
             ]
         )
     table(f"vLLM on the page workload ({report['model']})", ["figure", "value", "note"], rows)
+
+
+@app.command("ingest")
+def bench_ingest(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="An empty database to measure beside SQLite (postgresql+psycopg://…)."),
+    ] = None,
+    products: Annotated[int, typer.Option(min=100, help="Generated products.")] = 20_000,
+    events: Annotated[int, typer.Option(min=100, help="Generated events.")] = 200_000,
+    batch: Annotated[int, typer.Option(min=1, help="Events per live add_events call.")] = 10,
+    json_out: JsonOpt = False,
+) -> None:
+    """Products/s and events/s the store writes: SQLite, and another database beside it."""
+    from composer.bench.ingest import run
+
+    others = {"other": database_url} if database_url else {}
+    if database_url and database_url.startswith("postgresql"):
+        others = {"postgresql": database_url}
+    report = run(others, products, events, batch)
+    if json_out:
+        print_json(report)
+        return
+    names = [n for n in report if isinstance(report[n], dict)]
+    table(
+        f"Store writes: {products} products, {events} events",
+        ["database", "products/s", "events/s (ingest)", f"events/s (live, {batch} a call)"],
+        [
+            [n, report[n]["products_per_s"], report[n]["events_per_s"],
+             report[n]["live_events_per_s"]]
+            for n in names
+        ],
+    )  # fmt: skip
