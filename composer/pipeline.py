@@ -130,6 +130,7 @@ class PageComposer:
         cat = self.retriever.catalog
         products = {pid: cat.products[cat.index[pid]] for pid in handles.products.values()}
         trace.shopper = candidates.profile.pseudonym
+        trace.sources_missing = dict(candidates.missing_sources)
         trace.candidates = [
             {
                 "handle": handles.handle_of(c.product_id),

@@ -31,6 +31,8 @@ class PageTrace:
     fallback_reason: str | None = None
     shopper: str = ""
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    # Retrieval sources that failed for this page (name -> error); the page came from the rest.
+    sources_missing: dict[str, str] = field(default_factory=dict)
     # Per generated field (words mode): candidates, what the checks said, what was shown.
     words: list[dict[str, Any]] = field(default_factory=list)
     # The fixed texts of the prompt (examples) the shown words must not repeat.
@@ -44,6 +46,7 @@ class PageTrace:
         out["attempts"] = [{**vars(a), "issues": list(a.issues)} for a in self.attempts]
         out["repairs"] = list(self.repairs)
         out["candidates"] = [dict(c) for c in self.candidates]
+        out["sources_missing"] = dict(self.sources_missing)
         out["words"] = [dict(w) for w in self.words]
         out["prompt_examples"] = list(self.prompt_examples)
         return out

@@ -69,6 +69,9 @@ class CandidateSet:
     profile: ShopperProfile
     query: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Sources that failed for this request (a Chroma server gone away): name -> error. The
+    # candidates then come from the others, popularity always among them.
+    missing_sources: dict[str, str] = field(default_factory=dict)
 
     def product_ids(self) -> list[str]:
         return [c.product_id for c in self.candidates]

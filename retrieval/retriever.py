@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import numpy as np
 from retrieval.candidates import (
     Candidate,
     CandidateSet,
+    Provenance,
     Reason,
 )
 from retrieval.catalog_view import CandidateFilter, CatalogView
@@ -32,6 +34,8 @@ from retrieval.records import EventKind
 from retrieval.sources import MFSource, PopularitySource, SourceResult, VectorSource
 from retrieval.store import Store
 from retrieval.themes import group_into_themes
+
+log = logging.getLogger("retrieval")
 
 COLD_START_EVENTS = 5  # fewer history events than this is a cold-start shopper
 
@@ -129,15 +133,30 @@ class Retriever:
         )
 
     def source_results(
-        self, ctx: ShopperContext, f: CandidateFilter, timings: dict[str, float]
+        self,
+        ctx: ShopperContext,
+        f: CandidateFilter,
+        timings: dict[str, float],
+        missing: dict[str, str] | None = None,
     ) -> list[SourceResult]:
+        """Each source's candidates. A source other than popularity that fails (the vector
+        index on a Chroma server that went away) gives none, and ``missing`` says why: the
+        shopper still gets a page, from the sources that answered."""
         pool = self.fusion.pool
         results = []
         for name, source in (("mf", self.mf), ("vector", self.vector), ("popular", self.popular)):
             if source is None:
                 continue
             t = time.perf_counter()
-            result = source.candidates(ctx, pool, f)
+            try:
+                result = source.candidates(ctx, pool, f)
+            except Exception as exc:
+                if source is self.popular:  # in memory: failing here is a bug, not an outage
+                    raise
+                log.warning("retrieval source failed", exc_info=True, extra={"source": name})
+                result = SourceResult.empty(name, Provenance(name))
+                if missing is not None:
+                    missing[name] = f"{type(exc).__name__}: {exc}"
             timings[name] = (time.perf_counter() - t) * 1000
             for stage, ms in result.stages_ms.items():
                 timings[f"{name}.{stage}"] = ms  # part of timings[name], shown apart
@@ -168,8 +187,9 @@ class Retriever:
         """Retrieval for a prepared context; ``results`` lets evaluation reuse source output."""
         timings = timings if timings is not None else {}
         f = self.filter_for(ctx, request)
+        missing: dict[str, str] = {}
         if results is None:
-            results = self.source_results(ctx, f, timings)
+            results = self.source_results(ctx, f, timings, missing)
         t = time.perf_counter()
         ranking = fused_in_order(self.contributions(results), self.weights_for(ctx))
         timings["fusion"] = (time.perf_counter() - t) * 1000
@@ -202,7 +222,7 @@ class Retriever:
             for c in picked
         )
         timings["explain"] = (time.perf_counter() - t) * 1000
-        return CandidateSet(candidates, tuple(themes), profile, ctx.query, timings)
+        return CandidateSet(candidates, tuple(themes), profile, ctx.query, timings, missing)
 
     def contributions(self, results: list[SourceResult]) -> Contributions:
         return contributions(results, self.fusion.method, self.fusion.rrf_k)

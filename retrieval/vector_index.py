@@ -78,6 +78,21 @@ def chroma_where(f: VectorFilter | None) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+# chromadb's HTTP client waits forever (httpx timeout=None, not a setting): a server that
+# stops answering would hold a page's thread for good. Queries of a healthy server take
+# milliseconds; a bulk upsert of 2,000 vectors well under a minute.
+CHROMA_CONNECT_TIMEOUT_S = 2.0
+CHROMA_READ_TIMEOUT_S = 15.0
+
+
+def _bound_http_timeout(client: Any) -> None:
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(CHROMA_READ_TIMEOUT_S, connect=CHROMA_CONNECT_TIMEOUT_S)
+
+
 class ChromaIndex:
     """Cosine-space collection; we always pass our own embeddings."""
 
@@ -96,6 +111,7 @@ class ChromaIndex:
                 ssl=parsed.scheme == "https",
                 settings=settings,
             )
+            _bound_http_timeout(self.client)
         else:
             assert path is not None, "ChromaIndex needs a path or a url"
             path.mkdir(parents=True, exist_ok=True)

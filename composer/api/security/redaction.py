@@ -38,6 +38,8 @@ def public_trace(trace: dict[str, Any]) -> dict[str, Any]:
     out["candidates"] = [
         {k: c[k] for k in _CANDIDATE if k in c} for c in trace.get("candidates", [])
     ]
+    # Which sources failed, not why (the error names hosts and ports).
+    out["sources_missing"] = sorted(trace.get("sources_missing", {}))
     return out
 
 
