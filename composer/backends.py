@@ -35,7 +35,10 @@ class BackendRegistry:
 
             path = resolve_model(self.settings.llm_model, self.settings.resolved_cache_dir())
             return TransformersBackend(
-                path, threads=self.settings.llm_threads, dtype=self.settings.llm_dtype
+                path,
+                threads=self.settings.llm_threads,
+                dtype=self.settings.llm_dtype,
+                device=self.settings.device,
             )
         if name == BackendName.VLLM:
             from composer.llm.vllm_backend import VLLMBackend

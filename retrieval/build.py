@@ -140,7 +140,9 @@ def build(
     force: bool = False,
 ) -> BuildReport:
     report = BuildReport()
-    encoder_factory = _memoised(encoder_factory or (lambda: Encoder(config.embedding_model)))
+    encoder_factory = _memoised(
+        encoder_factory or (lambda: Encoder(config.embedding_model, device=config.device))
+    )
     t = time.perf_counter()
     products = store.products()
     report.products = len(products)
@@ -160,7 +162,9 @@ def build(
     events = store.all_events()
     ids = [p.product_id for p in products]
     advance = progress("training MF (ALS)", 1)
-    model = MFModel.train(events, ids, config.mf, trained_through_event=store.last_event_id())
+    model = MFModel.train(
+        events, ids, config.mf, trained_through_event=store.last_event_id(), device=config.device
+    )
     model.save(config.mf_dir)
     np.savez(
         config.popularity_file,

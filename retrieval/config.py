@@ -21,6 +21,7 @@ class RetrievalConfig:
     mf: MFParams = field(default_factory=MFParams)
     fusion: FusionParams = field(default_factory=FusionParams)
     pseudonym_salt: str = "page-composer"
+    device: str = "auto"  # auto | cpu | cuda: the embedding model and ALS training
 
     @property
     def index_dir(self) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.device import resolve_device
 from retrieval.errors import NotBuiltError
 from retrieval.lru import LRU
 
@@ -32,7 +33,9 @@ def resolve_model_path(name: str) -> Path:
 class Encoder:
     """Normalised float32 embeddings; single texts (queries) are cached."""
 
-    def __init__(self, model: str = PACKAGED_MODEL, cache_size: int = 4096) -> None:
+    def __init__(
+        self, model: str = PACKAGED_MODEL, cache_size: int = 4096, device: str = "auto"
+    ) -> None:
         # Loading from a folder never needs the hub; the flag makes a stray lookup fail fast.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -41,7 +44,8 @@ class Encoder:
         hf_logging.disable_progress_bar()
 
         self.model_name = model
-        self._model = SentenceTransformer(str(resolve_model_path(model)), device="cpu")
+        self.device = resolve_device(device)
+        self._model = SentenceTransformer(str(resolve_model_path(model)), device=self.device)
         self.dim = int(self._model.get_embedding_dimension() or 0)
         self._cache: LRU[str, np.ndarray] = LRU(cache_size)
 

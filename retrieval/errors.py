@@ -43,3 +43,7 @@ class NotBuiltError(RetrievalError):
 
 class DataFetchError(RetrievalError):
     """A packaged data set or model could not be fetched or failed its checksum."""
+
+
+class DeviceUnavailable(RetrievalError):
+    """The configured device (``COMPOSER_DEVICE=cuda``) is not there."""

@@ -48,7 +48,9 @@ def load_retriever(
     return Retriever(
         catalog=catalog,
         mf=MFSource(model, catalog),
-        vector=VectorSource(search, encoder or Encoder(config.embedding_model), catalog),
+        vector=VectorSource(
+            search, encoder or Encoder(config.embedding_model, device=config.device), catalog
+        ),
         popular=PopularitySource(popularity, catalog),
         fusion=config.fusion,
         mf_params=config.mf,

@@ -6,12 +6,13 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.errors import NotBuiltError
+from retrieval.device import resolve_device
+from retrieval.errors import DeviceUnavailable, NotBuiltError
 from retrieval.params import MFParams
 from retrieval.records import EventKind
 
@@ -73,9 +74,13 @@ class MFModel:
         product_ids: Sequence[str],
         params: MFParams,
         trained_through_event: int = 0,
+        device: str = "cpu",
     ) -> MFModel:
-        from implicit.cpu.als import AlternatingLeastSquares
+        """ALS on ``device`` (auto, cpu, cuda: implicit's own GPU solver where CUDA is);
+        the factors come back as CPU arrays either way."""
         from threadpoolctl import threadpool_limits
+
+        AlternatingLeastSquares = _als_class(resolve_device(device))
 
         item_index = {pid: i for i, pid in enumerate(product_ids)}
         shoppers = sorted({e.shopper_id for e in events})
@@ -91,6 +96,8 @@ class MFModel:
                 random_state=params.seed,
             )
             model.fit(matrix, show_progress=False)
+        if hasattr(model, "to_cpu"):  # the GPU solver keeps its factors on the device
+            model = model.to_cpu()
         return cls(
             product_ids,
             np.asarray(model.item_factors),
@@ -215,3 +222,20 @@ def recency_popularity(
             -math.log(2) * age / half_life
         )
     return scores.astype(np.float32)
+
+
+def _als_class(device: str) -> Any:
+    if device == "cuda":
+        import implicit.gpu
+
+        if not implicit.gpu.HAS_CUDA:
+            raise DeviceUnavailable(
+                "ALS on cuda needs implicit built with CUDA (pip install implicit from "
+                "conda-forge's CUDA build); use COMPOSER_DEVICE=cpu"
+            )
+        from implicit.gpu.als import AlternatingLeastSquares as GpuALS
+
+        return GpuALS
+    from implicit.cpu.als import AlternatingLeastSquares as CpuALS
+
+    return CpuALS

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from composer.settings import BackendName, Settings
+from composer.settings import BackendName, Settings, resolved_dtype
+from retrieval.device import resolve_device
 
 # The code that turns a request into text: editing the decoding loop must not replay
 # generations made by the old one.
@@ -104,7 +105,10 @@ def model_identity(settings: Settings, backend: BackendName, model: str) -> str:
             for file in owned:
                 if file.is_file():
                     digest.update(f"{file.name}:{files.digest(file)}".encode())
-        digest.update(f"dtype:{settings.llm_dtype}".encode())  # other weights, other words
+        # Other weights, other words: the dtype as resolved (auto is float32 on a CPU, so an
+        # identity computed before "auto" existed still matches there).
+        dtype = resolved_dtype(settings.llm_dtype, resolve_device(settings.device))
+        digest.update(f"dtype:{dtype}".encode())
     elif backend == BackendName.VLLM:
         digest.update(server_identity(settings.vllm_url).encode())
     return f"{name}#{digest.hexdigest()[:12]}"

@@ -30,13 +30,17 @@ from composer.llm.base import (
     LLMError,
     one_by_one,
 )
-from composer.settings import BackendName
+from composer.settings import BackendName, resolved_dtype
+from retrieval.device import resolve_device
+from retrieval.errors import DeviceUnavailable
 from retrieval.lru import LRU
 
 # Measured on a 2-core AVX2 CPU (no native bf16), 800-token prompt + 100 tokens: float32
 # 11 s, bfloat16 26 s. bfloat16 decodes no faster with one thread and at most ~1.6x faster
 # with two (half the memory traffic), but prefills ~6x slower.
-DEFAULT_DTYPE = "float32"
+DEFAULT_DTYPE = "auto"
+
+
 GRAMMAR_CACHE_SIZE = 16
 MIN_PREFIX_REUSE = 32  # below this, copying a cache costs about what it saves
 
@@ -110,7 +114,12 @@ class TransformersBackend:
     reads_prompt = True
 
     def __init__(
-        self, model_path: str | Path, *, threads: int | None = None, dtype: str = DEFAULT_DTYPE
+        self,
+        model_path: str | Path,
+        *,
+        threads: int | None = None,
+        dtype: str = DEFAULT_DTYPE,
+        device: str = "cpu",
     ) -> None:
         self.model = Path(model_path).name if Path(model_path).is_dir() else str(model_path)
         # torch's pool is process-wide. Decoding a small model is memory-bound, so a second
@@ -119,6 +128,12 @@ class TransformersBackend:
         # anything else runs). Hence one core is left to the rest of the process.
         self.threads = threads or max(1, len(os.sched_getaffinity(0)) - 1)
         torch.set_num_threads(self.threads)
+        try:
+            self.device = resolve_device(device)
+        except DeviceUnavailable as exc:
+            raise LLMError(str(exc)) from None
+        dtype = resolved_dtype(dtype, self.device)
+        self.dtype = dtype
         torch_dtype = getattr(torch, dtype, None)
         if not isinstance(torch_dtype, torch.dtype):
             raise LLMError(f"unknown dtype {dtype!r}; use 'float32' or 'bfloat16'")
@@ -126,7 +141,12 @@ class TransformersBackend:
             self._tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
                 str(model_path)
             )
-            self._lm = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch_dtype)
+            # On a GPU only the forward passes run there (see _forward): sampling, the
+            # grammar's bitmask and the bookkeeping stay on the CPU; a step's logits come back.
+            placement = {} if self.device == "cpu" else {"device_map": self.device}
+            self._lm = AutoModelForCausalLM.from_pretrained(
+                str(model_path), dtype=torch_dtype, **placement
+            )
         except Exception as exc:  # OSError, ValueError, hub and safetensors errors alike
             raise LLMError(
                 f"could not load a transformers model from {model_path}: {exc}. Use a folder "
@@ -235,6 +255,8 @@ class TransformersBackend:
         if weights not in self._models:
             if weights != "int8":
                 raise LLMError(f"unknown weights {weights!r}; use 'full' or 'int8'")
+            if self.device != "cpu":
+                raise LLMError("int8 words are a CPU copy (fbgemm); on a GPU use full weights")
             self._models[weights] = _quantised(self._lm)
         self._weights = weights
 
@@ -426,7 +448,7 @@ class TransformersBackend:
             positions[i, gap:] = torch.arange(shared, shared + len(tail))
         past, logits = self._forward(step_ids, past, mask, positions)
         rows_of = torch.tensor(owner)
-        past.batch_select_indices(rows_of)
+        past.batch_select_indices(rows_of.to(self.device))
         logits, mask, positions = logits[rows_of], mask[rows_of], positions[rows_of]
         prefill_ms = (time.perf_counter() - started) * 1000
         following = positions[:, -1:] + 1
@@ -621,6 +643,10 @@ class TransformersBackend:
     ) -> tuple[Any, torch.Tensor]:
         """One model step; returns the updated KV cache and the last position's logits.
         ``mask`` (over cache and input) and ``positions`` for rows padded in the middle."""
+        if self.device != "cpu":
+            input_ids = input_ids.to(self.device)
+            mask = mask.to(self.device) if mask is not None else None
+            positions = positions.to(self.device) if positions is not None else None
         try:
             # no_grad rather than inference_mode: the logits are masked in place afterwards,
             # which inference tensors forbid outside inference mode. logits_to_keep=1 skips
@@ -636,7 +662,7 @@ class TransformersBackend:
                 )
         except RuntimeError as exc:
             raise LLMError(f"{self.model} failed while decoding: {exc}") from exc
-        return output.past_key_values, output.logits[:, -1, :].float()
+        return output.past_key_values, output.logits[:, -1, :].float().cpu()
 
     @staticmethod
     def _pick(logits: torch.Tensor, temperature: float, rng: torch.Generator) -> int:

@@ -5,7 +5,7 @@ layer: ``Settings`` (root), ``api``, ``vllm``, ``words``, and the backends' name
 """
 
 from composer.settings.api import ApiKeyConfig, ApiSettings, Scope
-from composer.settings.llm import DEFAULT_MODEL, BackendName
+from composer.settings.llm import DEFAULT_MODEL, BackendName, resolved_dtype
 from composer.settings.root import DEFAULT_PSEUDONYM_SALT, Settings
 from composer.settings.vllm import VLLMSettings
 from composer.settings.words import WordSettings
@@ -20,4 +20,5 @@ __all__ = [
     "Settings",
     "VLLMSettings",
     "WordSettings",
+    "resolved_dtype",
 ]

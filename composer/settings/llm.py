@@ -13,3 +13,12 @@ class BackendName(StrEnum):
     TRANSFORMERS = "transformers"  # the model in this process
     VLLM = "vllm"  # a vLLM server over its OpenAI-compatible API
     RULES = "rules"  # templates around catalog facts: no model, and every fallback's answer
+
+
+def resolved_dtype(dtype: str, device: str) -> str:
+    """The in-process model's weights for ``COMPOSER_LLM_DTYPE``: ``auto`` is bfloat16 on a
+    GPU (its native width) and float32 on a CPU (bfloat16 prefills slowly on CPUs without
+    bf16 instructions)."""
+    if dtype == "auto":
+        return "bfloat16" if device == "cuda" else "float32"
+    return dtype

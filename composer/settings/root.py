@@ -68,10 +68,16 @@ class Settings(BaseSettings):
         description=f"'{DEFAULT_MODEL}' (packaged), a local model folder, or a hub id.",
     )
     llm_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
-    llm_dtype: Literal["float32", "bfloat16"] = Field(
-        "float32",
-        description="In-process weights; bfloat16 prefills slowly on CPUs without bf16 "
-        "instructions. Page words may use an int8 copy (COMPOSER_WORDS__WEIGHTS).",
+    llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="In-process weights; auto: bfloat16 on a GPU, float32 on a CPU (bfloat16 "
+        "prefills slowly on CPUs without bf16 instructions). Page words may use an int8 copy "
+        "on a CPU (COMPOSER_WORDS__WEIGHTS).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where the embedding model, ALS training and the in-process LLM compute: "
+        "auto is CUDA when this process sees a GPU, else the CPU; cuda without one is an error.",
     )
     vllm_url: str = Field("http://127.0.0.1:8100/v1", description="vLLM OpenAI-compatible URL.")
     vllm: VLLMSettings = VLLMSettings()
@@ -156,4 +162,5 @@ class Settings(BaseSettings):
             mf=self.mf,
             fusion=self.fusion,
             pseudonym_salt=self.pseudonym_salt,
+            device=self.device,
         )
