@@ -131,6 +131,7 @@ class PageComposer:
         products = {pid: cat.products[cat.index[pid]] for pid in handles.products.values()}
         trace.shopper = candidates.profile.pseudonym
         trace.sources_missing = dict(candidates.missing_sources)
+        trace.model_version = candidates.model_version
         trace.candidates = [
             {
                 "handle": handles.handle_of(c.product_id),

@@ -30,6 +30,8 @@ class PageTrace:
     fallback: bool = False
     fallback_reason: str | None = None
     shopper: str = ""
+    # The trained models' version retrieval used (retrieval.versions).
+    model_version: str = ""
     candidates: list[dict[str, Any]] = field(default_factory=list)
     # Retrieval sources that failed for this page (name -> error); the page came from the rest.
     sources_missing: dict[str, str] = field(default_factory=dict)

@@ -189,9 +189,11 @@ def synthetic_catalog(
     fusion: FusionParams | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     seed: int = 5,
+    chroma_url: str | None = None,
 ) -> Retriever:
     """A generated shop of ``size`` products with real MiniLM embeddings of phrase parts,
-    Zipf-popular synthetic events, ALS and a Chroma index; cached in ``folder``."""
+    Zipf-popular synthetic events, ALS and a Chroma index (in ``folder``, or on the Chroma
+    server at ``chroma_url``); cached, and re-indexed only when the index lacks the catalog."""
     mf = mf or MFParams()
     fusion = fusion or FusionParams()
     rng = np.random.default_rng(seed)
@@ -226,7 +228,12 @@ def synthetic_catalog(
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     store = Store(f"sqlite:///{(folder / 'shop.db').resolve()}")
-    index = ChromaIndex(path=folder / "chroma")
+    # On a server, a collection of its own: never the shop's products.
+    index = (
+        ChromaIndex(url=chroma_url, collection=f"bench_catalog_{size}")
+        if chroma_url
+        else ChromaIndex(path=folder / "chroma")
+    )
     if fresh:
         weights = 1.0 / np.arange(1, size + 1) ** 0.8
         weights /= weights.sum()
@@ -238,15 +245,16 @@ def synthetic_catalog(
             )
         ]
         store.ingest(products, events)
+        MFModel.train(store.all_events(), catalog.ids, mf, store.last_event_id()).save(
+            folder / "mf"
+        )
+        (folder / "key").write_text(key)
+    if fresh or index.collection.count() != size:  # a server may be new, or hold another
         advance = progress("indexing synthetic catalog", size) if progress else None
         for start in range(0, size, 5000):
             index.upsert(products[start : start + 5000], vecs[start : start + 5000])
             if advance:
                 advance(min(5000, size - start))
-        MFModel.train(store.all_events(), catalog.ids, mf, store.last_event_id()).save(
-            folder / "mf"
-        )
-        (folder / "key").write_text(key)
     model = MFModel.load(folder / "mf")
     stored = store.all_events()
     return Retriever(

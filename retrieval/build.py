@@ -1,5 +1,6 @@
 """Build (or bring up to date) everything retrieval serves from: vectors, MF, popularity,
-fusion weights. Only what changed is redone, so a second run with nothing new takes seconds."""
+fusion weights. Only what changed is redone, so a second run with nothing new takes seconds.
+A training writes a new model version and makes it the served one (:mod:`retrieval.versions`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from retrieval.mf import MFModel, recency_popularity
 from retrieval.records import Product
 from retrieval.store import Store
 from retrieval.vector_index import ChromaIndex, VectorIndex, product_metadata
+from retrieval.versions import ModelVersions
 
 # (stage, total units) -> advance(n) callback; the CLI draws it as a progress bar.
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -36,6 +39,7 @@ class BuildReport:
     tuned: bool = False
     weights: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    model_version: str = ""  # the version served after the build
 
 
 def text_hash(model: str, p: Product) -> str:
@@ -150,27 +154,21 @@ def build(
     vectors, report.embedded = update_embeddings(config, products, index, encoder_factory, progress)
     report.seconds["embeddings"] = round(time.perf_counter() - t, 2)
 
-    manifest = (
-        json.loads(config.manifest_file.read_text()) if config.manifest_file.is_file() else {}
-    )
+    versions = ModelVersions(config.index_dir)
     key = _mf_key(config, store, products)
-    if not force and manifest.get("mf_key") == key and (config.mf_dir / "mf.npz").is_file():
-        report.weights = json.loads(config.fusion_file.read_text())
+    served = versions.current() if versions.current_name() else None
+    if not force and served is not None and served.info.get("mf_key") == key:
+        report.weights = json.loads(served.fusion_file.read_text())
+        report.model_version = served.name
         return report
 
     t = time.perf_counter()
     events = store.all_events()
     ids = [p.product_id for p in products]
     advance = progress("training MF (ALS)", 1)
-    model = MFModel.train(
-        events, ids, config.mf, trained_through_event=store.last_event_id(), device=config.device
-    )
-    model.save(config.mf_dir)
-    np.savez(
-        config.popularity_file,
-        ids=np.asarray(ids),
-        scores=recency_popularity(events, ids, config.mf),
-    )
+    trained_through = store.last_event_id()
+    model = MFModel.train(events, ids, config.mf, trained_through, device=config.device)
+    popularity = recency_popularity(events, ids, config.mf)
     advance(1)
     report.trained = True
     report.seconds["mf"] = round(time.perf_counter() - t, 2)
@@ -183,8 +181,20 @@ def build(
         )
         weights = tune_weights(world, events, progress=progress("tuning fusion weights", 800))
         report.tuned = True
-    config.fusion_file.write_text(json.dumps(weights, indent=2))
     report.weights = weights
     report.seconds["fusion"] = round(time.perf_counter() - t, 2)
-    config.manifest_file.write_text(json.dumps({"mf_key": key, "built_at": time.time()}))
+
+    def fill(folder: Path) -> None:
+        model.save(folder / "mf")
+        np.savez(folder / "popularity.npz", ids=np.asarray(ids), scores=popularity)
+        (folder / "fusion.json").write_text(json.dumps(weights, indent=2))
+
+    info = {
+        "mf_key": key,
+        "trained_through_event": trained_through,
+        "events": len(events),
+        "products": len(ids),
+        "shoppers": len(model.user_index),
+    }
+    report.model_version = versions.activate(versions.write(info, fill).name).name
     return report

@@ -72,6 +72,7 @@ class CandidateSet:
     # Sources that failed for this request (a Chroma server gone away): name -> error. The
     # candidates then come from the others, popularity always among them.
     missing_sources: dict[str, str] = field(default_factory=dict)
+    model_version: str = ""  # the trained models these candidates came from
 
     def product_ids(self) -> list[str]:
         return [c.product_id for c in self.candidates]

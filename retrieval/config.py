@@ -30,19 +30,3 @@ class RetrievalConfig:
     @property
     def embeddings_file(self) -> Path:
         return self.index_dir / "embeddings.npz"
-
-    @property
-    def mf_dir(self) -> Path:
-        return self.index_dir / "mf"
-
-    @property
-    def popularity_file(self) -> Path:
-        return self.index_dir / "popularity.npz"
-
-    @property
-    def fusion_file(self) -> Path:
-        return self.index_dir / "fusion.json"
-
-    @property
-    def manifest_file(self) -> Path:
-        return self.index_dir / "manifest.json"

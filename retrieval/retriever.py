@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -79,6 +79,18 @@ class Retriever:
     store: Store | None = None
     salt: str = "page-composer"
     now: float = field(default_factory=time.time)
+    model_version: str = ""  # the trained models' version (retrieval.versions)
+
+    def with_models(
+        self,
+        version: str,
+        mf: MFSource,
+        popular: PopularitySource,
+        weights: Mapping[str, Mapping[str, float]],
+    ) -> Retriever:
+        """This retriever with another model version's MF, popularity and weights (the
+        catalog, vectors and store are shared): what a serving process swaps in."""
+        return replace(self, mf=mf, popular=popular, weights=weights, model_version=version)
 
     def vectors(self) -> VectorSource:
         """The vector source, for the tools that need it (evaluation, benchmarks)."""
@@ -222,7 +234,9 @@ class Retriever:
             for c in picked
         )
         timings["explain"] = (time.perf_counter() - t) * 1000
-        return CandidateSet(candidates, tuple(themes), profile, ctx.query, timings, missing)
+        return CandidateSet(
+            candidates, tuple(themes), profile, ctx.query, timings, missing, self.model_version
+        )
 
     def contributions(self, results: list[SourceResult]) -> Contributions:
         return contributions(results, self.fusion.method, self.fusion.rrf_k)

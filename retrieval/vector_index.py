@@ -96,7 +96,9 @@ def _bound_http_timeout(client: Any) -> None:
 class ChromaIndex:
     """Cosine-space collection; we always pass our own embeddings."""
 
-    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, url: str | None = None, collection: str = COLLECTION
+    ) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
@@ -117,7 +119,7 @@ class ChromaIndex:
             path.mkdir(parents=True, exist_ok=True)
             self.client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.collection = self.client.get_or_create_collection(
-            COLLECTION,
+            collection,
             # No embedding function: Chroma's default would download a model.
             embedding_function=None,
             configuration={"hnsw": {"space": "cosine", "ef_search": 100}},

@@ -19,6 +19,7 @@ from composer.api.security.redaction import for_caller
 from composer.provision import open_store, seed_movielens
 from composer.settings import Settings
 from retrieval import Encoder, FusionParams, build, load_retriever
+from retrieval.benchmark import distinct_queries, measure, synthetic_catalog
 from retrieval.vector_index import ChromaIndex
 
 pytestmark = pytest.mark.slow
@@ -68,6 +69,18 @@ def test_the_server_holds_the_catalog_and_agrees_with_exact_search(
         exact = [ids[i] for i in np.argsort(-(matrix @ q))[:10]]
         served, _ = index.query(q, 10)
         assert len(set(served) & set(exact)) >= 9, query
+
+
+def test_bench_retrieval_indexes_its_catalog_on_the_server_beside_the_shop(
+    chroma_shop: BuiltShop, server: ChromaServer, encoder: Encoder, tmp_path: Path
+) -> None:
+    retriever = synthetic_catalog(
+        tmp_path / "catalog", encoder, size=2000, shoppers=50, chroma_url=server.url
+    )
+    assert retriever.vectors().index.collection.count() == 2000  # type: ignore[attr-defined]
+    assert ChromaIndex(url=server.url).collection.count() == 1682  # the shop's, untouched
+    report = measure(retriever, 20, warmup=3, queries=iter(distinct_queries(40, seed=2)))
+    assert report.p50_ms > 0 and "vector" in report.stages_ms
 
 
 def test_pages_from_the_server_then_without_it(

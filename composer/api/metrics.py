@@ -62,6 +62,9 @@ class ApiMetrics:
             "composer_page_fallbacks", "Pages that fell back to rules.", ["reason"], registry=r
         )
         self.repairs = Counter("composer_page_repairs", "Repairs applied to pages.", registry=r)
+        self.model_swaps = Counter(
+            "composer_model_swaps", "Model versions swapped in without a restart.", registry=r
+        )
         self.missing_sources = Counter(
             "composer_retrieval_source_failures",
             "Pages made without a retrieval source that failed (a vector server gone away).",

@@ -17,6 +17,7 @@ from composer.prompting import PromptLibrary
 from composer.rendering import PageRenderer
 from composer.settings import BackendName, Settings
 from retrieval import Retriever, Store, load_retriever
+from retrieval.loader import LoadedModels
 
 log = logging.getLogger("composer.api")
 
@@ -78,6 +79,15 @@ class Services:
         services.llm_error = services.preload_backend()
         services.load_seconds = round(time.perf_counter() - t, 2)
         return services
+
+    def swap_models(self, models: LoadedModels) -> None:
+        """Serve ``models`` from the next request on (one assignment each: a request holds
+        the retriever it started with)."""
+        retriever = self.retriever.with_models(
+            models.version, models.mf, models.popular, models.weights
+        )
+        self.retriever = retriever
+        self.composer.retriever = retriever
 
     def warm_up(self) -> None:
         """Make one rules page per locale before the service says it is ready: templates

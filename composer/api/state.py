@@ -17,6 +17,7 @@ from composer.api.copy import CopyService
 from composer.api.errors import NotReady
 from composer.api.llm_queue import LLMQueue
 from composer.api.metrics import ApiMetrics
+from composer.api.model_watch import ModelWatcher
 from composer.api.pages import PageService
 from composer.api.security.access import Access
 from composer.api.security.limits import WindowLimiter
@@ -49,6 +50,7 @@ class ApiState:
         self.copy: CopyService | None = None
         self.catalog: CatalogService | None = None
         self.load_error: str | None = None
+        self.watcher: ModelWatcher | None = None
         self._owns_services = services is None
         self._loader: threading.Thread | None = None
         if services is not None:
@@ -80,6 +82,9 @@ class ApiState:
         copy = CopyService(services, self.metrics, queue)
         catalog = CatalogService(services, pages.invalidate, self.store_executor)
         self.services, self.pages, self.copy = services, pages, copy
+        if self.api.model_poll_s > 0:
+            self.watcher = ModelWatcher(services, self.api.model_poll_s, self.metrics)
+            self.watcher.start()
         self.catalog = catalog  # last: /readyz says ready once it is set
 
     def start_loading(self) -> None:
@@ -131,6 +136,9 @@ class ApiState:
         return self._loaded(self.catalog)
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
         with self._executor_lock:
             executors, self._executors = list(self._executors.values()), {}
         for executor in executors:

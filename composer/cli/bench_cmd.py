@@ -30,9 +30,14 @@ class BenchBackend(StrEnum):
 def bench_retrieval(
     requests: Annotated[int, typer.Option(min=10, help="Timed requests per catalog.")] = 300,
     catalog_size: Annotated[int, typer.Option(min=1000, help="Generated catalog size.")] = 100_000,
+    chroma_url: Annotated[
+        str | None,
+        typer.Option(help="Index the generated catalog on this Chroma server (http://host:port)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Warm retrieval latency p50/p99 by stage: MovieLens-100K and a generated catalog."""
+    """Warm retrieval latency p50/p99 by stage: MovieLens-100K and a generated catalog
+    (embedded Chroma, or a Chroma server with --chroma-url)."""
     from retrieval.benchmark import WARMUP, distinct_queries, measure, synthetic_catalog
 
     s = settings()
@@ -53,9 +58,11 @@ def bench_retrieval(
                 mf=s.mf,
                 fusion=s.fusion,
                 progress=progress,
+                chroma_url=chroma_url,
             )
         large = measure(big, requests, queries=queries)
     key = "catalog_100k" if catalog_size == 100_000 else f"catalog_{catalog_size}"
+    key += "_chroma_server" if chroma_url else ""
     report = {"ml100k": ml, key: large}
     if json_out:
         print_json(report)

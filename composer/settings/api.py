@@ -66,6 +66,13 @@ class ApiSettings(BaseModel):
         "room) one key's requests may hold at once; beyond it that key gets the rules page "
         "at once (fallback_reason 'key share of the LLM queue in use').",
     )
+    model_poll_s: float = Field(
+        5.0,
+        ge=0,
+        description="How often each server process checks which trained model version is "
+        "served (`composer train`, `composer models rollback`) and swaps a new one in; 0: "
+        "never (restart to change models).",
+    )
     cache_size: int = Field(1024, ge=0, description="Pages kept in the page cache (0: off).")
     cache_ttl_s: float = Field(300.0, gt=0, description="Seconds a cached page stays valid.")
     max_body_bytes: int = Field(

@@ -7,7 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 # Kept for every caller: enough to see what served the page and how long it took.
-_PUBLIC = ("backend", "model", "prompt", "prompt_hash", "timings_ms", "tokens", "fallback")
+_PUBLIC = (
+    "backend",
+    "model",
+    "model_version",
+    "prompt",
+    "prompt_hash",
+    "timings_ms",
+    "tokens",
+    "fallback",
+)
 _CANDIDATE = ("handle", "product_id", "score", "provenance", "reason", "theme")
 
 
