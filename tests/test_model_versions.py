@@ -158,10 +158,12 @@ def test_pages_under_load_across_a_swap_never_fail(tmp_path: Path, encoder: Enco
         for t in threads:
             t.join()
         metrics = client.get("/metrics").text
+        ready = client.get("/readyz").json()
     assert new != old and statuses and set(statuses) == {200}, set(statuses)
     assert versions_seen[0] == old and versions_seen[-1] == new
     # Once served, the new version stays: no request went back to the old models.
     first_new = versions_seen.index(new)
     assert set(versions_seen[first_new:]) == {new}
     assert "composer_model_swaps_total 1.0" in metrics
+    assert ready["checks"]["model_version"] == new
     shop.store.close()

@@ -124,6 +124,7 @@ class Services:
             "products": len(self.retriever.catalog),
             "embedding_model": self.settings.embedding_model,
             "llm_backend": self.settings.llm_backend,
+            "model_version": self.retriever.model_version,
             "llm": "ok" if self.llm_error is None else f"failed: {self.llm_error}",
             # Which server process answered: with several workers each loads on its own.
             "pid": os.getpid(),
