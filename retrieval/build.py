@@ -156,8 +156,10 @@ def build(
 
     versions = ModelVersions(config.index_dir)
     key = _mf_key(config, store, products)
-    served = versions.current() if versions.current_name() else None
-    if not force and served is not None and served.info.get("mf_key") == key:
+    # Nothing changed since some version was trained: keep serving what is served (a version
+    # rolled back to stays served; `composer train` forces a new one).
+    if not force and any(v.info.get("mf_key") == key for v in versions.all()):
+        served = versions.current()
         report.weights = json.loads(served.fusion_file.read_text())
         report.model_version = served.name
         return report

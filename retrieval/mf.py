@@ -80,7 +80,7 @@ class MFModel:
         the factors come back as CPU arrays either way."""
         from threadpoolctl import threadpool_limits
 
-        AlternatingLeastSquares = _als_class(resolve_device(device))
+        AlternatingLeastSquares = _als_class(device)
 
         item_index = {pid: i for i, pid in enumerate(product_ids)}
         shoppers = sorted({e.shopper_id for e in events})
@@ -224,10 +224,15 @@ def recency_popularity(
     return scores.astype(np.float32)
 
 
-def _als_class(device: str) -> Any:
-    if device == "cuda":
+def _als_class(choice: str) -> Any:
+    if resolve_device(choice) == "cuda":
         import implicit.gpu
 
+        # PyPI's implicit has no CUDA build: with `auto` that is the CPU solver, not an error.
+        if not implicit.gpu.HAS_CUDA and choice == "auto":
+            from implicit.cpu.als import AlternatingLeastSquares as FallbackALS
+
+            return FallbackALS
         if not implicit.gpu.HAS_CUDA:
             raise DeviceUnavailable(
                 "ALS on cuda needs implicit built with CUDA (pip install implicit from "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,26 +90,36 @@ class ModelVersions:
         becomes the version when complete. Not served until :meth:`activate`."""
         self.root.mkdir(parents=True, exist_ok=True)
         created = time.time()
-        name = time.strftime("v%Y%m%d-%H%M%S", time.gmtime(created))
-        n = 1
-        while (self.root / name).exists():
-            n += 1
-            name = f"{time.strftime('v%Y%m%d-%H%M%S', time.gmtime(created))}-{n}"
-        staging = self.root / f".staging-{name}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        fill(staging)
-        info = {**info, "created_at": created}
-        (staging / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
-        staging.rename(self.root / name)
-        return ModelVersion(name, self.root / name, created, info)
+        # Two trainings at once each get a staging folder of their own, and the version's
+        # name is taken by renaming into it: the second rename finds the name taken.
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            fill(staging)
+            info = {**info, "created_at": created}
+            (staging / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+            stamp = time.strftime("v%Y%m%d-%H%M%S", time.gmtime(created))
+            for n in range(1, 1000):
+                name = stamp if n == 1 else f"{stamp}-{n}"
+                try:
+                    staging.rename(self.root / name)
+                except OSError:  # taken (a non-empty folder of that name exists)
+                    continue
+                return ModelVersion(name, self.root / name, created, info)
+            raise NotBuiltError(f"no free version name under {self.root}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def activate(self, name: str) -> ModelVersion:
         """Serve ``name`` from now on (processes polling CURRENT pick it up)."""
         version = self.get(name)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / ".CURRENT.tmp"
-        tmp.write_text(version.name + "\n")
+        # A temp file of its own (two activations at once do not share one), synced before
+        # the rename, so CURRENT is never empty after a crash.
+        fd, tmp = tempfile.mkstemp(prefix=".CURRENT-", dir=self.root)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(version.name + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, self.pointer)
         return version
 

@@ -80,6 +80,9 @@ def test_train_adds_a_version_and_rollback_serves_the_one_before(
     assert load_retriever(shop.settings.retrieval_config(), shop.store, encoder).model_version == (
         first
     )
+    # Set-up with nothing new keeps the version rolled back to (it trained it before).
+    kept = build(shop.settings.retrieval_config(), shop.store, encoder_factory=lambda: encoder)
+    assert not kept.trained and versions.current_name() == first == kept.model_version
     code, _, err = _cli(tmp_path, "models", "rollback")
     assert code == 2 and "no version before" in err
     code, _, err = _cli(tmp_path, "models", "rollback", "v-nope")

@@ -34,7 +34,10 @@ def test_ingest_and_events_round_trip(url: str) -> None:
     again = store.ingest(PRODUCTS, [_event("s", "1", 10.0)])
     assert again.unchanged == 5 and again.events_duplicate == 1
     assert [e.product_id for e in store.events_for("s")] == ["1", "2"]
-    assert store.history_state("s") == (store.last_event_id(), 2)
+    state = store.history_state("s")
+    assert state[0] == store.last_event_id()
+    store.add_events([_event("s", "3", 30.0)])
+    assert store.history_state("s") != state
     assert migrations.current(store.engine) == migrations.head()
     store.close()
 
@@ -160,3 +163,19 @@ def test_the_migrations_build_the_schema_the_code_declares(url: str) -> None:
     store.close()
     # Server defaults are the migrations' business (txid's exists on PostgreSQL only).
     assert [d for d in drift if d[0] != "modify_default"] == []
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(url: str) -> None:
+    """`serve --workers N` opens the store in N processes together: one migrates, the
+    others wait for it (before the migration lock, most of four failed)."""
+    import subprocess
+    import sys
+
+    script = "import sys; from retrieval.store import Store; Store(sys.argv[1]).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE)
+             for _ in range(4)]  # fmt: skip
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    store = Store(url)
+    assert migrations.current(store.engine) == migrations.head()
+    store.close()

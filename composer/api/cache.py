@@ -36,6 +36,7 @@ def page_key(
     prompt_hash: str,
     backend: str,
     model: str,
+    model_version: str = "",
 ) -> PageKey:
     fields = request.model_dump(mode="json", exclude={"backend", "prompt"})
     return (
@@ -46,6 +47,7 @@ def page_key(
         prompt_hash,
         backend,
         model,
+        model_version,
     )
 
 

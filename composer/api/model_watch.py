@@ -39,7 +39,10 @@ class ModelWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.check()
+            try:
+                self.check()
+            except Exception:  # polling goes on: the next interval may find it fixed
+                log.exception("model version check failed")
 
     def check(self) -> bool:
         """Swap in the served version if it changed; whether it did."""
@@ -65,6 +68,8 @@ class ModelWatcher:
             )
             return False
         self._failed = None
+        if self._stop.is_set():  # the app closed while the version loaded
+            return False
         self.services.swap_models(models)
         self.metrics.model_swaps.inc()
         log.info("model version swapped", extra={"version": name, "previous": serving})

@@ -122,7 +122,11 @@ class PageService:
             else None
         )
         model = "rules" if backend == BackendName.RULES else self.settings.llm_model
-        return Plan(request, backend, page_key(request, state, prompt, prompt_hash, backend, model))
+        # The served model version is part of the key: after a swap or a rollback no page
+        # of the previous models is served from the cache.
+        models = self.services.retriever.model_version
+        key = page_key(request, state, prompt, prompt_hash, backend, model, models)
+        return Plan(request, backend, key)
 
     def invalidate(self, shopper_id: str) -> int:
         dropped = self.cache.invalidate_shopper(shopper_id)
@@ -135,7 +139,9 @@ class PageService:
         return hit
 
     def _finish(self, plan: Plan, result: PageResult, cached: bool) -> None:
-        if not cached and not result.trace.fallback:
+        # A fallback page, or one made without a failed source, is not what the next request
+        # should get once the model or the source is back.
+        if not cached and not result.trace.fallback and not result.trace.sources_missing:
             self.cache.put(plan.key, result)
         self.metrics.cache_size.set(len(self.cache))
         self.metrics.page(result.trace, cached)

@@ -51,6 +51,7 @@ class ApiState:
         self.catalog: CatalogService | None = None
         self.load_error: str | None = None
         self.watcher: ModelWatcher | None = None
+        self._closed = False
         self._owns_services = services is None
         self._loader: threading.Thread | None = None
         if services is not None:
@@ -82,7 +83,7 @@ class ApiState:
         copy = CopyService(services, self.metrics, queue)
         catalog = CatalogService(services, pages.invalidate, self.store_executor)
         self.services, self.pages, self.copy = services, pages, copy
-        if self.api.model_poll_s > 0:
+        if self.api.model_poll_s > 0 and not self._closed:
             self.watcher = ModelWatcher(services, self.api.model_poll_s, self.metrics)
             self.watcher.start()
         self.catalog = catalog  # last: /readyz says ready once it is set
@@ -90,6 +91,7 @@ class ApiState:
     def start_loading(self) -> None:
         """Load the services in the background: ``/healthz`` answers at once, ``/readyz`` and
         the page endpoints say 503 until the models are in memory."""
+        self._closed = False
         if self.services is not None or self._loader is not None:
             return
 
@@ -136,6 +138,7 @@ class ApiState:
         return self._loaded(self.catalog)
 
     def close(self) -> None:
+        self._closed = True
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None

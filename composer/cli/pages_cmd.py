@@ -87,7 +87,7 @@ def _copywriter(s: Settings, store: Store) -> Copywriter:
     products = store.products()
     if not products:
         raise UsageError("the catalog is empty; run `composer setup` or `composer ingest`")
-    similarity = encoder_similarity(Encoder(s.embedding_model))
+    similarity = encoder_similarity(Encoder(s.embedding_model, device=s.device))
     return Copywriter(s, CatalogView(products).by_id(), similarity=similarity)
 
 

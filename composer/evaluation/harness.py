@@ -229,12 +229,12 @@ def _run(
         encoder = None
         name = settings.embedding_model
         if cache is not None:
-            encoder = CachedEncoder(name, cache, lambda: Encoder(name))
+            encoder = CachedEncoder(name, cache, lambda: Encoder(name, device=settings.device))
         if suite.task == "copy":
             catalog = CatalogView(store.products()).by_id()
             if not catalog:
                 raise UsageError("the catalog is empty; run `composer setup` first")
-            similarity = encoder_similarity(encoder or Encoder(name))
+            similarity = encoder_similarity(encoder or Encoder(name, device=settings.device))
             return runner.run_copy(suite, variants, catalog, options.limit, similarity)
         base = load_retriever(settings.retrieval_config(), store, encoder)  # type: ignore[arg-type]
         if "relevance" in suite.metrics or suite.sample or any(c.shopper for c in suite.requests):
