@@ -4,7 +4,6 @@ port, persisting into a temp folder; stopped (or killed, to play a server going 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,19 +12,15 @@ from pathlib import Path
 
 import httpx
 
+from composer.llm.vllm_server import free_port
+
 START_TIMEOUT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ChromaServer:
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="composer-chroma-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         chroma = Path(sys.executable).with_name("chroma")
         self.log = (self.folder / "server.log").open("w")

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from postgres_server import create_database, postgres_cluster
@@ -44,17 +45,24 @@ class BuiltShop:
     retriever: Retriever
 
 
+def movielens_shop(folder: Path, encoder: Encoder, **settings: Any) -> BuiltShop:
+    """MovieLens-100K ingested and built in ``folder`` (weights untuned, for speed), with
+    ``settings`` on top (another database, a Chroma server); the caller closes its store."""
+    built = Settings(
+        artifacts_dir=folder, cache_dir=CACHE, fusion=FusionParams(tune=False), **settings
+    )
+    store = open_store(built)
+    seed_movielens(built, store)
+    build(built.retrieval_config(), store, encoder_factory=lambda: encoder)
+    return BuiltShop(built, store, load_retriever(built.retrieval_config(), store, encoder))
+
+
 @pytest.fixture(scope="session")
-def ml_shop(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> BuiltShop:
-    """MovieLens-100K ingested and built once per session (weights untuned, for speed)."""
-    folder = tmp_path_factory.mktemp("ml-shop")
-    settings = Settings(artifacts_dir=folder, cache_dir=CACHE, fusion=FusionParams(tune=False))
-    store = open_store(settings)
-    seed_movielens(settings, store)
-    build(settings.retrieval_config(), store, encoder_factory=lambda: encoder)
-    retriever = load_retriever(settings.retrieval_config(), store, encoder)
-    yield BuiltShop(settings, store, retriever)
-    store.close()
+def ml_shop(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Iterator[BuiltShop]:
+    """MovieLens-100K ingested and built once per session."""
+    shop = movielens_shop(tmp_path_factory.mktemp("ml-shop"), encoder)
+    yield shop
+    shop.store.close()
 
 
 @pytest.fixture(scope="session")
@@ -75,16 +83,7 @@ def pg_shop(
     postgres_admin: str, tmp_path_factory: pytest.TempPathFactory, encoder: Encoder
 ) -> Iterator[BuiltShop]:
     """``ml_shop`` with its store on the PostgreSQL server (Chroma and models as there)."""
-    folder = tmp_path_factory.mktemp("pg-shop")
-    settings = Settings(
-        artifacts_dir=folder,
-        cache_dir=CACHE,
-        database_url=create_database(postgres_admin, "ml_shop"),
-        fusion=FusionParams(tune=False),
-    )
-    store = open_store(settings)
-    seed_movielens(settings, store)
-    build(settings.retrieval_config(), store, encoder_factory=lambda: encoder)
-    retriever = load_retriever(settings.retrieval_config(), store, encoder)
-    yield BuiltShop(settings, store, retriever)
-    store.close()
+    database = create_database(postgres_admin, "ml_shop")
+    shop = movielens_shop(tmp_path_factory.mktemp("pg-shop"), encoder, database_url=database)
+    yield shop
+    shop.store.close()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+
+from composer.llm.vllm_server import free_port
 
 USER = "composer"
 
@@ -38,12 +39,6 @@ def _bin_dir() -> Path:
     return versions[-1].parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run(argv: list[str], as_postgres: bool) -> None:
     if as_postgres:
         argv = ["runuser", "-u", "postgres", "--", *argv]
@@ -62,7 +57,7 @@ def postgres_cluster(durable: bool = False) -> Iterator[str]:
     if as_postgres:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
-    port = _free_port()
+    port = free_port()
     try:
         _run(
             [str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "-A", "trust", "--no-sync"],

@@ -12,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from chroma_server import ChromaServer
-from conftest import CACHE, BuiltShop
+from conftest import BuiltShop, movielens_shop
 from test_api import KeyedClient, app_for
 
 from composer.api.security.redaction import for_caller
-from composer.provision import open_store, seed_movielens
-from composer.settings import Settings
-from retrieval import Encoder, FusionParams, build, load_retriever
+from retrieval import Encoder
 from retrieval.benchmark import distinct_queries, measure, synthetic_catalog
 from retrieval.vector_index import ChromaIndex
 
@@ -38,19 +36,14 @@ def chroma_shop(
 ) -> Iterator[BuiltShop]:
     """MovieLens-100K with its vectors on the server; every search asks the server (no
     in-process exact search, which small catalogs get by default)."""
-    settings = Settings(
-        artifacts_dir=tmp_path_factory.mktemp("chroma-shop"),
-        cache_dir=CACHE,
+    shop = movielens_shop(
+        tmp_path_factory.mktemp("chroma-shop"),
+        encoder,
         chroma_url=server.url,
         exact_search_max_products=0,
-        fusion=FusionParams(tune=False),
     )
-    store = open_store(settings)
-    seed_movielens(settings, store)
-    build(settings.retrieval_config(), store, encoder_factory=lambda: encoder)
-    retriever = load_retriever(settings.retrieval_config(), store, encoder)
-    yield BuiltShop(settings, store, retriever)
-    store.close()
+    yield shop
+    shop.store.close()
 
 
 def test_the_server_holds_the_catalog_and_agrees_with_exact_search(
