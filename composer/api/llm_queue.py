@@ -17,7 +17,6 @@ and the job serves the rules answer saying why (see :mod:`composer.fallback`):
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -26,6 +25,7 @@ from typing import TypeVar
 from composer.api.errors import FieldError
 from composer.api.gate import LLMGate, QueueFull
 from composer.api.metrics import ApiMetrics
+from composer.api.threads import submit
 from composer.settings import ApiSettings, BackendName, Settings
 
 T = TypeVar("T")
@@ -71,10 +71,8 @@ class LLMQueue:
         unless ``backend`` is ``rules``; ``forced_reason`` set means: serve rules, say why.
         ``caller``: the API key's id, for its share of the queue."""
         holds, deadline, forced = await self._admit(backend, caller)
-        ctx = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
         try:
-            fut = loop.run_in_executor(self.executor(), ctx.run, job, deadline, forced)
+            fut = submit(self.executor(), job, deadline, forced)
         except BaseException:
             if holds:
                 self._release(caller)

@@ -14,7 +14,6 @@ composer's own fallbacks.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import threading
@@ -29,6 +28,7 @@ from composer.api.llm_queue import LLMQueue
 from composer.api.metrics import ApiMetrics
 from composer.api.security.redaction import for_caller
 from composer.api.services import Services
+from composer.api.threads import in_thread
 from composer.errors import ComposerError, UsageError
 from composer.fallback import Fallback
 from composer.layout import Locale
@@ -93,9 +93,7 @@ class PageService:
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the pool with this request's log context; the loop only awaits."""
-        ctx = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor(), ctx.run, fn, *args)
+        return await in_thread(self.executor(), fn, *args)
 
     # -- planning ---------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from composer.errors import UsageError
 from retrieval.records import EventKind, Interaction, Product
 from retrieval.store import Store
@@ -53,7 +55,8 @@ def measure(url: str, catalog: list[Product], history: list[Interaction], batch:
     store = Store(url, history_cache=0)
     try:
         if any(store.counts().values()):
-            raise UsageError(f"{_safe(url)} is not empty; the benchmark needs an empty database")
+            shown = make_url(url).render_as_string(hide_password=True)
+            raise UsageError(f"{shown} is not empty; the benchmark needs an empty database")
         t = time.perf_counter()
         store.ingest(catalog, [])
         products_s = time.perf_counter() - t
@@ -93,9 +96,3 @@ def run(
             figures[f"{key}_vs_sqlite"] = round(figures[key] / report["sqlite"][key], 2)
         report[name] = figures
     return report
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    head, sep, tail = url.rpartition("@")
-    return f"{head.split('://')[0]}://…@{tail}" if sep else url
