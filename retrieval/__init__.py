@@ -3,7 +3,7 @@
 Never imports ``composer``; the composer sees only :class:`CandidateSet` and friends.
 """
 
-from retrieval.build import BuildReport, build
+from retrieval.build import BuildReport, build, embed
 from retrieval.candidates import (
     Candidate,
     CandidateSet,
@@ -66,6 +66,7 @@ __all__ = [
     "Theme",
     "UnknownProductError",
     "build",
+    "embed",
     "load_retriever",
     "read_catalog",
     "read_interactions",

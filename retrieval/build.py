@@ -136,6 +136,40 @@ def _memoised(factory: Callable[[], Encoder]) -> Callable[[], Encoder]:
     return get
 
 
+def _default_encoder(config: RetrievalConfig) -> Callable[[], Encoder]:
+    return _memoised(lambda: Encoder(config.embedding_model, device=config.device))
+
+
+def _embed_catalog(
+    config: RetrievalConfig,
+    store: Store,
+    encoder_factory: Callable[[], Encoder],
+    progress: ProgressFactory,
+    report: BuildReport,
+) -> tuple[list[Product], ChromaIndex, np.ndarray]:
+    t = time.perf_counter()
+    products = store.products()
+    report.products = len(products)
+    index = open_vector_index(config)
+    vectors, report.embedded = update_embeddings(config, products, index, encoder_factory, progress)
+    report.seconds["embeddings"] = round(time.perf_counter() - t, 2)
+    return products, index, vectors
+
+
+def embed(
+    config: RetrievalConfig,
+    store: Store,
+    encoder_factory: Callable[[], Encoder] | None = None,
+    progress: ProgressFactory = _no_progress,
+) -> BuildReport:
+    """Bring the vector index up to the store's catalog and nothing else: products that are
+    new or whose text changed are embedded, changed metadata is rewritten, the rest kept
+    (the re-embedding job, runnable on its own beside serving; `build` does it first)."""
+    report = BuildReport()
+    _embed_catalog(config, store, encoder_factory or _default_encoder(config), progress, report)
+    return report
+
+
 def build(
     config: RetrievalConfig,
     store: Store,
@@ -144,15 +178,8 @@ def build(
     force: bool = False,
 ) -> BuildReport:
     report = BuildReport()
-    encoder_factory = _memoised(
-        encoder_factory or (lambda: Encoder(config.embedding_model, device=config.device))
-    )
-    t = time.perf_counter()
-    products = store.products()
-    report.products = len(products)
-    index = open_vector_index(config)
-    vectors, report.embedded = update_embeddings(config, products, index, encoder_factory, progress)
-    report.seconds["embeddings"] = round(time.perf_counter() - t, 2)
+    encoder_factory = _memoised(encoder_factory) if encoder_factory else _default_encoder(config)
+    products, index, vectors = _embed_catalog(config, store, encoder_factory, progress, report)
 
     versions = ModelVersions(config.index_dir)
     key = _mf_key(config, store, products)

@@ -9,6 +9,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from composer.cli import run
 from retrieval.ingest import read_catalog
 from retrieval.vector_index import ChromaIndex
+from retrieval.versions import ModelVersions
 
 CATALOG_CSV = """product_id,title,categories,price,in_stock,year,description
 p1,Trail Tent,Outdoor|Camping,129.00,true,2021,Two-person tent for long hikes
@@ -203,6 +205,40 @@ def test_reingest_updates_only_what_changed_in_store_and_index(
     again = json.loads(capsys.readouterr().out)
     assert again["products_updated"] == 0 and again["products_embedded"] == 0
     assert again["events_added"] == 0 and again["events_duplicate"] == 4
+
+
+def vectors(index: ChromaIndex, *ids: str) -> dict[str, np.ndarray]:
+    got = index.collection.get(ids=list(ids), include=["embeddings"])
+    return {i: np.asarray(v) for i, v in zip(got["ids"], got["embeddings"], strict=True)}
+
+
+def test_embed_is_a_job_of_its_own_and_trains_nothing(
+    small_shop: Path,
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    versions = ModelVersions(small_shop / "index")
+    served = [v.name for v in versions.all()]
+    changed = CATALOG_CSV.replace("Camp Stove,", "Camp Stove Mini,")
+    changed += "p6,Water Filter,Outdoor,35.00,true,2023,Pump filter\n"
+    cat = write(tmp_path / "catalog2.csv", changed)
+    assert run(["ingest", "--catalog", str(cat), "--no-rebuild", "--json"]) == 0
+    capsys.readouterr()
+    before = ChromaIndex(path=small_shop / "chroma")
+    assert before.count() == 5  # not embedded yet
+    old = vectors(before, "p1", "p2")
+
+    assert run(["embed", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["products"], result["products_embedded"]) == (6, 2)
+    index = ChromaIndex(path=small_shop / "chroma")
+    assert index.count() == 6
+    new = vectors(index, "p1", "p2")
+    assert np.allclose(new["p1"], old["p1"]) and not np.allclose(new["p2"], old["p2"])
+    # Embedding is not training: the served model version and the list stay as they were.
+    assert [v.name for v in versions.all()] == served and versions.current_name() == served[-1]
+    assert run(["embed", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["products_embedded"] == 0
 
 
 def test_ingest_without_files_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]

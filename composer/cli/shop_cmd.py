@@ -1,4 +1,4 @@
-"""Setting a shop up and looking into it: `setup`, `init`, `ingest`, `events add`,
+"""Setting a shop up and looking into it: `setup`, `init`, `ingest`, `embed`, `events add`,
 `retrieve`, `retrieval-eval`."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from retrieval import (
     RetrievalRequest,
     RowErrors,
     build,
+    embed,
     load_retriever,
     read_catalog,
     read_interactions,
@@ -213,6 +214,25 @@ def ingest(
         print_json(result)
     else:
         table("Ingested", ["what", "count"], list(result.items()))
+
+
+@app.command("embed")
+def embed_catalog(json_out: JsonOpt = False) -> None:
+    """Re-embed what changed in the catalog since the last build (new products, changed
+    text), as a job of its own: no training, safe beside serving processes."""
+    s = settings()
+    t = time.perf_counter()
+    with closing(open_store(s)) as store, progress_bars(not json_out) as progress:
+        report = embed(s.retrieval_config(), store, progress=progress)
+    result = {
+        "products": report.products,
+        "products_embedded": report.embedded,
+        "seconds": round(time.perf_counter() - t, 2),
+    }
+    if json_out:
+        print_json(result)
+    else:
+        table("Embedded", ["what", "value"], list(result.items()))
 
 
 @events_app.command("add")
