@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import BuiltShop
+from conftest import CACHE, BuiltShop
+from test_model_versions import versioned_shop
 
-from composer.bench.api import CacheAnswered, LocalServer, check_loopback, percentile
+from composer.bench.api import CacheAnswered, LocalServer, check_loopback, percentile, run_swap
 from composer.bench.api import run as bench_run
 from composer.cli import run
 from composer.errors import UsageError
+from retrieval import Encoder
+from retrieval.versions import ModelVersions
 
 
 def test_only_loopback_targets_are_accepted() -> None:
@@ -77,3 +81,27 @@ def test_percentiles_need_enough_samples() -> None:
     assert percentile([5.0], 50) is None and percentile([5.0, 7.0], 50) == 6.0
     assert percentile(list(range(99)), 99) is None
     assert percentile([float(v) for v in range(100)], 99) == 98.0
+
+
+@pytest.mark.slow
+def test_swap_run_trains_a_new_version_under_load_without_a_failed_request(
+    tmp_path: Path, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = versioned_shop(tmp_path, encoder)
+    old = shop.retriever.model_version
+    shoppers = sorted({e.shopper_id for e in shop.store.all_events()})
+    shop.store.close()
+    monkeypatch.setenv("COMPOSER_ARTIFACTS_DIR", str(tmp_path))
+    monkeypatch.setenv("COMPOSER_CACHE_DIR", str(CACHE))
+    monkeypatch.setenv("COMPOSER_FUSION__TUNE", "false")
+    monkeypatch.setenv("COMPOSER_LLM_BACKEND", "rules")
+    monkeypatch.setenv("COMPOSER_API__MODEL_POLL_S", "0.2")
+    # Two server processes, each swapping on its own; `composer train` a real subprocess.
+    with LocalServer(workers=2) as server:
+        swap = run_swap(server.url, server.key, shoppers, settle_pages=100)
+    versions = ModelVersions(tmp_path / "index")
+    assert swap["failed"] == 0 and swap["answered_200"] == swap["requests"] > 100
+    assert swap["swapped"] and swap["old_version"] == old
+    assert swap["new_version"] == versions.current_name() != old
+    assert set(swap["pages_by_version"]) == {old, swap["new_version"]}
+    assert swap["pages_by_version"][swap["new_version"]] >= 100

@@ -28,7 +28,7 @@ from retrieval.versions import LEGACY, ModelVersions
 CATEGORIES = ("Audio", "Cameras", "Phones")
 
 
-def _shop(folder: Path, encoder: Encoder) -> BuiltShop:
+def versioned_shop(folder: Path, encoder: Encoder) -> BuiltShop:
     rng = random.Random(3)
     settings = Settings(artifacts_dir=folder, cache_dir=CACHE, fusion=FusionParams(tune=False))
     products = [
@@ -58,7 +58,7 @@ def _cli(folder: Path, *argv: str) -> tuple[int, str, str]:
 def test_train_adds_a_version_and_rollback_serves_the_one_before(
     tmp_path: Path, encoder: Encoder
 ) -> None:
-    shop = _shop(tmp_path, encoder)
+    shop = versioned_shop(tmp_path, encoder)
     versions = ModelVersions(shop.settings.retrieval_config().index_dir)
     first = versions.current_name()
     assert first is not None and shop.retriever.model_version == first
@@ -93,7 +93,7 @@ def test_train_adds_a_version_and_rollback_serves_the_one_before(
 def test_a_shop_built_before_versions_serves_its_model_as_legacy(
     tmp_path: Path, encoder: Encoder
 ) -> None:
-    shop = _shop(tmp_path, encoder)
+    shop = versioned_shop(tmp_path, encoder)
     index = shop.settings.retrieval_config().index_dir
     versions = ModelVersions(index)
     built = versions.current()
@@ -123,7 +123,7 @@ def test_no_model_at_all_is_a_setup_hint(tmp_path: Path) -> None:
 
 
 def test_pages_under_load_across_a_swap_never_fail(tmp_path: Path, encoder: Encoder) -> None:
-    shop = _shop(tmp_path, encoder)
+    shop = versioned_shop(tmp_path, encoder)
     old = shop.retriever.model_version
     api = ApiSettings(model_poll_s=0.1)
     statuses: list[int] = []

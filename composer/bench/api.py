@@ -17,8 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -58,22 +60,26 @@ async def _load(
     key: str,
     backend: BackendName,
     concurrency: int,
-    total: int,
+    total: int | Iterator[int],
     shoppers: Sequence[str],
     seed_base: int,
+    on_page: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """``total``: how many requests, or request numbers to send until the iterator ends;
+    ``on_page`` sees every 200 answer."""
     # Callers give each run its own shoppers and a fresh seed range: no request repeats an
     # earlier one (the seed is part of the page cache's key), so none is answered from it.
     latencies: list[float] = []  # of 200 answers
-    fallbacks = errors = non_200 = cache_hits = 0
-    counter = iter(range(total))
+    fallbacks = errors = non_200 = cache_hits = sent = 0
+    counter = iter(range(total)) if isinstance(total, int) else total
     endpoint = f"{url}/v1/pages"
     # The body chooses the backend: an admin key's privilege.
     headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal fallbacks, errors, non_200, cache_hits
+        nonlocal fallbacks, errors, non_200, cache_hits, sent
         for i in counter:
+            sent += 1
             body = {
                 "shopper_id": shoppers[i % len(shoppers)],
                 "backend": backend,
@@ -95,6 +101,8 @@ async def _load(
             page = orjson.loads(raw)
             cache_hits += page.get("cache") == "hit"
             fallbacks += bool(page["trace"]["fallback"])
+            if on_page is not None:
+                on_page(page)
 
     # aiohttp, not httpx: httpx's async client spends ~2 ms of CPU per page request, aiohttp
     # ~0.3 ms, and on a 2-core machine the load generator's CPU is taken from the server.
@@ -105,7 +113,7 @@ async def _load(
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {
-        "requests": total,
+        "requests": sent,
         "answered_200": len(latencies),
         "pages_per_s": round(len(latencies) / elapsed, 2) if elapsed else 0.0,
         "p50_ms": percentile(latencies, 50),
@@ -117,7 +125,7 @@ async def _load(
         "errors": errors,  # no answer at all (connection refused, reset, timed out)
         # The load generator shares the machine's cores with the server: its own CPU time
         # per request says how much of them it took.
-        "client_cpu_ms_per_request": round(1000 * cpu / total, 2),
+        "client_cpu_ms_per_request": round(1000 * cpu / max(sent, 1), 2),
     }
 
 
@@ -152,6 +160,100 @@ def run(
             "these shoppers' pages: restart it or give the benchmark more shoppers"
         )
     return out
+
+
+# The swap run ends once this many pages named the new version (every worker process has
+# then had several poll intervals to swap), or after SWAP_MAX_S whatever happened.
+SWAP_SETTLE_PAGES = 300
+SWAP_MAX_S = 600.0
+
+
+def train_in_subprocess() -> tuple[str, float]:
+    """`composer train` with this process's settings (those of the benchmarked server): the
+    new version's name and when it became the served one (Unix seconds)."""
+    cmd = [str(Path(sys.executable).with_name("composer")), "train", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UsageError(f"`composer train` failed during the swap run: {last}")
+    report = json.loads(done.stdout)
+    return str(report["model_version"]), float(report["served_since"])
+
+
+def run_swap(
+    url: str,
+    key: str,
+    shoppers: Sequence[str],
+    train: Callable[[], tuple[str, float]] = train_in_subprocess,
+    concurrency: int = 16,
+    seed_base: int | None = None,
+    settle_pages: int = SWAP_SETTLE_PAGES,
+) -> dict[str, Any]:
+    """Rules pages at ``concurrency`` without pause while ``train`` writes and activates a new
+    model version: failed requests, and which version each answer's trace names."""
+    check_loopback(url)
+    base = time.time_ns() % 1_000_000_000 + 500_000_000 if seed_base is None else seed_base
+    answers: list[tuple[float, str]] = []  # (Unix time answered, model version), in order
+    trained: dict[str, Any] = {}
+    finished = threading.Event()
+    t0 = time.perf_counter()
+
+    def training() -> None:
+        t = time.perf_counter()
+        try:
+            trained["version"], trained["served_since"] = train()
+        except Exception as exc:  # reported, and the load stops: nothing to wait for
+            trained["error"] = str(exc)
+            finished.set()
+        trained["seconds"] = round(time.perf_counter() - t, 2)
+
+    def on_page(page: dict[str, Any]) -> None:
+        version = str(page["trace"].get("model_version", ""))
+        answers.append((time.time(), version))
+        new = trained.get("version")
+        if new and sum(v == new for _, v in answers[-settle_pages:]) >= settle_pages:
+            finished.set()
+
+    def numbers() -> Iterator[int]:
+        i = 0
+        while not finished.is_set() and time.perf_counter() - t0 < SWAP_MAX_S:
+            yield i
+            i += 1
+
+    worker = threading.Thread(target=training, name="bench-train", daemon=True)
+    worker.start()
+    load = asyncio.run(
+        _load(url, key, BackendName.RULES, concurrency, numbers(), shoppers, base, on_page)
+    )
+    worker.join()
+    if "error" in trained:
+        raise UsageError(trained["error"])
+    old = answers[0][1] if answers else ""
+    new = trained["version"]
+    end = trained["served_since"]
+    new_at = [t for t, v in answers if v == new]
+    old_at = [t for t, v in answers if v == old]
+    by_version: dict[str, int] = {}
+    for _, v in answers:
+        by_version[v] = by_version.get(v, 0) + 1
+    return {
+        **{k: load[k] for k in ("requests", "answered_200", "non_200", "errors")},
+        "failed": load["non_200"] + load["errors"],
+        "concurrency": concurrency,
+        "pages_per_s": load["pages_per_s"],
+        "p50_ms": load["p50_ms"],
+        "p99_ms": load["p99_ms"],
+        "old_version": old,
+        "new_version": new,
+        "train_s": trained["seconds"],
+        "pages_by_version": by_version,
+        # From the moment CURRENT named the new version. Each server process polls on its
+        # own (COMPOSER_API__MODEL_POLL_S) and loads the version before swapping: between
+        # the first and the last process's swap, answers name either version.
+        "first_new_page_after_served_s": round(new_at[0] - end, 2) if new_at else None,
+        "last_old_page_after_served_s": round(old_at[-1] - end, 2) if old_at else None,
+        "swapped": bool(new_at) and finished.is_set(),
+    }
 
 
 def _runs(group: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -168,21 +168,36 @@ def bench_api(
         str | None,
         typer.Option(envvar="COMPOSER_API_KEY", help="An admin key of the --url server."),
     ] = None,
+    swap: Annotated[
+        bool,
+        typer.Option(
+            help="Then rules pages at concurrency 16 while `composer train` (with these "
+            "settings: the server's) writes a new model version: failed requests, versions seen."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate."""
-    from composer.bench.api import LocalServer, run
+    """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate;
+    with --swap, a model swap under load."""
+    from composer.bench.api import LocalServer, run, run_swap
 
     s = settings()
     with closing(open_store(s)) as store:
         shoppers = sorted({e.shopper_id for e in store.all_events()})
+
+    def measure(base: str, admin_key: str) -> dict[str, Any]:
+        report = run(base, admin_key, backend, rules_requests, llm_requests, shoppers)
+        if swap:
+            report["swap"] = run_swap(base, admin_key, shoppers)
+        return report
+
     if url:
         if not key:
             raise UsageError("--url needs --key (or COMPOSER_API_KEY): an admin key of that server")
-        report = run(url.rstrip("/"), key, backend, rules_requests, llm_requests, shoppers)
+        report = measure(url.rstrip("/"), key)
     else:
         with LocalServer(workers) as server:
-            report = run(server.url, server.key, backend, rules_requests, llm_requests, shoppers)
+            report = measure(server.url, server.key)
     report["workers"] = workers if not url else None
     if json_out:
         print_json(report)
@@ -210,6 +225,9 @@ def bench_api(
          "not 200"],
         rows,
     )  # fmt: skip
+    if swap:
+        table("Model swap under load (rules pages, concurrency 16)", ["what", "value"],
+              list(report["swap"].items()))  # fmt: skip
 
 
 @app.command("llm")

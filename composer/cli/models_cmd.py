@@ -30,8 +30,16 @@ def train(json_out: JsonOpt = False) -> None:
     with closing(open_store(s)) as store, progress_bars(not json_out) as progress:
         report = build(s.retrieval_config(), store, progress=progress, force=True)
     seconds = round(time.perf_counter() - t, 2)
+    served_since = round(time.time(), 3)  # CURRENT names the version from here on
     if json_out:
-        print_json({"model_version": report.model_version, "seconds": seconds, **vars(report)})
+        print_json(
+            {
+                "model_version": report.model_version,
+                "served_since": served_since,
+                "seconds": seconds,
+                **vars(report),
+            }
+        )
         return
     console.print(f"trained model version {report.model_version} in {seconds} s; now served")
 
