@@ -2,13 +2,21 @@
 # Debian packages the tests need: Chromium (never a downloaded browser build) and a CJK font
 # so that Chinese pages render as text in screenshots; PostgreSQL's server binaries for the
 # store and API tests against a real PostgreSQL (each test session starts a throwaway
-# cluster, tests/postgres_server.py). Skipped when present.
+# cluster, composer/topology/postgres.py). Skipped when present. Arguments pick some of
+# them (`system_deps.sh postgresql`); none: all.
 set -euo pipefail
+wanted=" ${*:-chromium fonts-noto-cjk postgresql} "
 missing=()
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-fc-list 2>/dev/null | grep -qi "noto.*cjk" || missing+=(fonts-noto-cjk)
-command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
-    || missing+=(postgresql)
+if [[ "$wanted" == *" chromium "* ]] && [ ! -x /usr/bin/chromium ]; then
+    missing+=(chromium)
+fi
+if [[ "$wanted" == *" fonts-noto-cjk "* ]] && ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
+    missing+=(fonts-noto-cjk)
+fi
+if [[ "$wanted" == *" postgresql "* ]] && ! command -v pg_ctl >/dev/null 2>&1 \
+    && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    missing+=(postgresql)
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres_server import create_database, postgres_cluster
 
 from composer.provision import open_store, seed_movielens
 from composer.settings import Settings
+from composer.topology import PostgresCluster
 from retrieval import Encoder, FusionParams, Retriever, Store, build, load_retriever
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,24 +66,24 @@ def ml_shop(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Itera
 
 
 @pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[str]:
+def postgres_cluster() -> Iterator[PostgresCluster]:
     """A real PostgreSQL server for the session (a throwaway cluster on loopback)."""
-    with postgres_cluster() as url:
-        yield url
+    with PostgresCluster(durable=False) as cluster:
+        yield cluster
 
 
 @pytest.fixture
-def postgres_url(postgres_admin: str) -> str:
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
     """An empty database of its own on that server."""
-    return create_database(postgres_admin, f"t_{uuid.uuid4().hex[:12]}")
+    return postgres_cluster.database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")
 def pg_shop(
-    postgres_admin: str, tmp_path_factory: pytest.TempPathFactory, encoder: Encoder
+    postgres_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory, encoder: Encoder
 ) -> Iterator[BuiltShop]:
     """``ml_shop`` with its store on the PostgreSQL server (Chroma and models as there)."""
-    database = create_database(postgres_admin, "ml_shop")
+    database = postgres_cluster.database("ml_shop")
     shop = movielens_shop(tmp_path_factory.mktemp("pg-shop"), encoder, database_url=database)
     yield shop
     shop.store.close()

@@ -9,10 +9,11 @@ import pytest
 from conftest import CACHE, BuiltShop
 from test_model_versions import versioned_shop
 
-from composer.bench.api import CacheAnswered, LocalServer, check_loopback, percentile, run_swap
+from composer.bench.api import CacheAnswered, check_loopback, percentile, run_swap
 from composer.bench.api import run as bench_run
 from composer.cli import run
 from composer.errors import UsageError
+from composer.topology import ApiServer
 from retrieval import Encoder
 from retrieval.versions import ModelVersions
 
@@ -68,7 +69,7 @@ def test_a_run_answered_from_the_page_cache_fails(
     monkeypatch.setenv("COMPOSER_ARTIFACTS_DIR", str(ml_shop.settings.artifacts_dir))
     monkeypatch.setenv("COMPOSER_LLM_BACKEND", "rules")
     shoppers = [str(n) for n in range(1, 40)]
-    with LocalServer(1) as server:
+    with ApiServer(1) as server:
         first = bench_run(server.url, server.key, "rules", 16, 0, shoppers, seed_base=1)
         assert first["rules"]["c1"]["cache_hits"] == 0
         # The same shoppers and seeds again (by default a run's seeds come from the clock):
@@ -97,7 +98,7 @@ def test_swap_run_trains_a_new_version_under_load_without_a_failed_request(
     monkeypatch.setenv("COMPOSER_LLM_BACKEND", "rules")
     monkeypatch.setenv("COMPOSER_API__MODEL_POLL_S", "0.2")
     # Two server processes, each swapping on its own; `composer train` a real subprocess.
-    with LocalServer(workers=2) as server:
+    with ApiServer(workers=2) as server:
         swap = run_swap(server.url, server.key, shoppers, settle_pages=100)
     versions = ModelVersions(tmp_path / "index")
     assert swap["failed"] == 0 and swap["answered_200"] == swap["requests"] > 100

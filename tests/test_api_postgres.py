@@ -1,4 +1,4 @@
-"""The page API over a store on a real PostgreSQL server (tests/postgres_server.py): pages,
+"""The page API over a store on a real PostgreSQL server (composer/topology/postgres.py): pages,
 events, the page cache and its invalidation, as test_api.py runs them on SQLite."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The vector index on a real Chroma server (`chroma run`, tests/chroma_server.py): the shop
+"""The vector index on a real Chroma server (`chroma run`, composer/topology/chroma.py): the shop
 is built into it, searches agree with the exact in-process search, pages are served from it,
 and when the server goes away mid-service pages still come (popularity and MF), with the
 vector source named as missing in the trace, never a 5xx."""
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chroma_server import ChromaServer
 from conftest import BuiltShop, movielens_shop
 from test_api import KeyedClient, app_for
 
 from composer.api.security.redaction import for_caller
+from composer.topology import ChromaServer
 from retrieval import Encoder
 from retrieval.benchmark import distinct_queries, measure, synthetic_catalog
 from retrieval.vector_index import ChromaIndex
@@ -25,9 +25,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ChromaServer]:
-    running = ChromaServer()
-    yield running
-    running.close()
+    with ChromaServer() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +84,7 @@ def test_pages_from_the_server_then_without_it(
         assert before["trace"]["sources_missing"] == {}
         assert any("vector" in c["provenance"] for c in before["trace"]["candidates"])
 
-        server.stop()  # the server goes away while the API serves
+        server.stop(graceful=False)  # the server goes away while the API serves
 
         after = client.post("/v1/pages", json={**body, "seed": 2})
         assert after.status_code == 200

@@ -1,5 +1,5 @@
 """The store on both databases it supports: SQLite (a temp file) and a real PostgreSQL
-server (a throwaway cluster, tests/postgres_server.py). Writes, the schema's versions, and
+server (a throwaway cluster, composer/topology/postgres.py). Writes, the schema's versions, and
 the per-shopper history cache, including events whose ids commit out of order."""
 
 from __future__ import annotations

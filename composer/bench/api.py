@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,14 +23,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
-import httpx
 import numpy as np
 import orjson
 
 from composer.api.security.exposure import is_loopback
-from composer.api.security.keys import new_key
 from composer.errors import ComposerError, UsageError
-from composer.settings import BackendName, Scope
+from composer.settings import BackendName
 
 # Fewer samples than this and the percentile is the largest sample or close to it: not shown.
 MIN_SAMPLES = {50: 2, 90: 10, 99: 100}
@@ -258,68 +254,3 @@ def run_swap(
 
 def _runs(group: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(k, v) for k, v in group.items() if isinstance(v, dict)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LocalServer:
-    """`composer serve` in a child process on a free loopback port, for the benchmark, with
-    an admin key of its own (``key``)."""
-
-    def __init__(self, workers: int = 1) -> None:
-        self.key, config = new_key("bench", (Scope.ADMIN,))
-        self._keys_env = json.dumps([config.model_dump(mode="json")])
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> LocalServer:
-        cmd = [
-            sys.executable,
-            "-m",
-            "composer.api.server",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
-        ]
-        self.process = subprocess.Popen(
-            cmd,
-            env={**os.environ, "COMPOSER_API__KEYS": self._keys_env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        # Each worker loads its own models; a fresh connection reaches any of them, so ask
-        # until every worker has said it is ready.
-        ready: set[int] = set()
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                auth = {"Authorization": f"Bearer {self.key}"}  # the pid is an admin detail
-                r = httpx.get(f"{self.url}/readyz", headers=auth, timeout=2)
-                if r.status_code == 200:
-                    ready.add(r.json()["checks"]["pid"])
-                    if len(ready) >= self.workers:
-                        return self
-                    continue
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.5)
-        self.__exit__()
-        raise UsageError("the API server did not become ready; run `composer serve` to see why")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)

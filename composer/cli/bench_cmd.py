@@ -179,7 +179,8 @@ def bench_api(
 ) -> None:
     """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate;
     with --swap, a model swap under load."""
-    from composer.bench.api import LocalServer, run, run_swap
+    from composer.bench.api import run, run_swap
+    from composer.topology import ApiServer
 
     s = settings()
     with closing(open_store(s)) as store:
@@ -196,7 +197,7 @@ def bench_api(
             raise UsageError("--url needs --key (or COMPOSER_API_KEY): an admin key of that server")
         report = measure(url.rstrip("/"), key)
     else:
-        with LocalServer(workers) as server:
+        with ApiServer(workers) as server:
             report = measure(server.url, server.key)
     report["workers"] = workers if not url else None
     if json_out:
