@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -143,6 +143,13 @@ class _History:
     last_event_id: int
     events: tuple[StoredEvent, ...]
     open_from: int = 0
+    # The page cache's key for the shopper (Store.history_state): computed once per
+    # change of the history, not on every page.
+    state: tuple[int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        ids = tuple(sorted(e.event_id for e in self.events))
+        object.__setattr__(self, "state", ((ids[-1] if ids else 0), hash(ids)))
 
 
 class Store:
@@ -341,7 +348,10 @@ class Store:
             return Shopper(row.shopper_id, json.loads(row.attributes)) if row else None
 
     def events_for(self, shopper_id: str) -> list[StoredEvent]:
-        """The shopper's events, oldest first (by time, then id).
+        return list(self._history(shopper_id).events)
+
+    def _history(self, shopper_id: str) -> _History:
+        """The shopper's events, oldest first (by time, then id), as cached.
 
         Events are only ever appended, so a cached history is brought up to date with the
         events recorded since: one indexed query that usually finds nothing, instead of
@@ -358,18 +368,21 @@ class Store:
         new = [e for e in read if e.event_id not in known]
         if cached is not None and not new:
             if open_now != cached.open_from:
-                self._histories.put(shopper_id, _History(after, cached.events, open_now))
-            return list(cached.events)
+                cached = _History(after, cached.events, open_now)
+                self._histories.put(shopper_id, cached)
+            return cached
         if cached is not None:
             # An event may carry an earlier timestamp than ones already stored.
             events = sorted((*cached.events, *new), key=lambda e: (e.timestamp, e.event_id))
             events = events[-self.max_history :]
         else:
             events = new
-        if events:
-            last = max(after, max(e.event_id for e in new))
-            self._histories.put(shopper_id, _History(last, tuple(events), open_now))
-        return list(events)
+        if not events:
+            return _History(0, ())
+        last = max(after, max(e.event_id for e in new))
+        history = _History(last, tuple(events), open_now)
+        self._histories.put(shopper_id, history)
+        return history
 
     def _read_events(
         self, shopper_id: str, after_event_id: int = 0, open_from: int = 0
@@ -404,8 +417,7 @@ class Store:
         ((0, hash of nothing) if none): changes with every new event, also one whose lower
         id commits after a higher one (PostgreSQL). Read through the history cache, so it
         costs a page no more than its history does (a count over every event did)."""
-        ids = tuple(sorted(e.event_id for e in self.events_for(shopper_id)))
-        return (ids[-1] if ids else 0), hash(ids)
+        return self._history(shopper_id).state
 
     def latest_shopper(self) -> str | None:
         """The shopper of the most recent event (None in a shop without events)."""

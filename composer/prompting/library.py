@@ -35,6 +35,7 @@ class PromptLibrary:
         # text stays one delimited value.
         self.env.filters["quoted"] = lambda value: json.dumps(value, ensure_ascii=False)
         self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
+        self._servable: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     def add_file(self, path: Path) -> str:
         """Make a prompt file outside ``prompts/`` available by its stem; it may extend or
@@ -52,10 +53,16 @@ class PromptLibrary:
     def servable(self, kind: str = "pages") -> list[str]:
         """The prompts of ``kind`` the API may be asked for by name (``servable.yaml``)."""
         manifest = self.folder / "servable.yaml"
-        if not manifest.is_file():
+        try:
+            st = manifest.stat()
+        except FileNotFoundError:
             return []
-        data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
-        return [str(name) for name in data.get(kind, [])]
+        # Read again only when the file changed: the API checks a requested prompt per page.
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._servable is None or self._servable[0] != stamp:
+            data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+            self._servable = (stamp, data)
+        return [str(name) for name in self._servable[1].get(kind, [])]
 
     def names(self, prefix: str = "") -> list[str]:
         """Prompts of ``prompts/`` (not the added files)."""
