@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -135,21 +137,30 @@ def _product_values(p: Product) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class _Unseen:
+    """The transactions a PostgreSQL read could not see: those in progress (``xip``) and
+    every one from ``xmax`` on. Their events, whatever their ids, may commit later."""
+
+    xip: tuple[int, ...] = ()
+    xmax: int = 2**62  # nothing read yet: "after id 0" reads the whole history
+
+
+@dataclass(frozen=True)
 class _History:
     """A shopper's events, oldest first: every event up to ``last_event_id`` except, on
-    PostgreSQL, those of transactions still open at the read (``open_from``: the oldest
-    transaction id that read could not see; 0 on SQLite, whose ids commit in order)."""
+    PostgreSQL, those of the transactions the read could not see (``unseen``; SQLite's ids
+    become visible in id order, one writer at a time)."""
 
     last_event_id: int
     events: tuple[StoredEvent, ...]
-    open_from: int = 0
-    # The page cache's key for the shopper (Store.history_state): computed once per
-    # change of the history, not on every page.
-    state: tuple[int, int] = field(init=False)
+    unseen: _Unseen = _Unseen()
 
-    def __post_init__(self) -> None:
+    # The page cache's key for the shopper (Store.history_state), asked for by every page:
+    # computed once per cached history.
+    @cached_property
+    def state(self) -> tuple[int, int]:
         ids = tuple(sorted(e.event_id for e in self.events))
-        object.__setattr__(self, "state", ((ids[-1] if ids else 0), hash(ids)))
+        return (ids[-1] if ids else 0), hash(ids)
 
 
 class Store:
@@ -358,17 +369,17 @@ class Store:
         reading hundreds of rows for a heavy shopper on every page. "Since" is in commit
         order: on SQLite ids become visible in id order (one writer at a time); on
         PostgreSQL a lower id may commit later, so the catch-up also reads the events of
-        transactions that were still open at the last read.
+        the transactions the last read could not see.
         """
         cached = self._histories.get(shopper_id)
         after = cached.last_event_id if cached is not None else 0
-        open_from = cached.open_from if cached is not None else 0
-        read, open_now = self._read_events(shopper_id, after, open_from)
+        unseen = cached.unseen if cached is not None else _Unseen()
+        read, unseen_now = self._read_events(shopper_id, after, unseen)
         known = {e.event_id for e in cached.events} if cached is not None and read else set()
         new = [e for e in read if e.event_id not in known]
         if cached is not None and not new:
-            if open_now != cached.open_from:
-                cached = _History(after, cached.events, open_now)
+            if unseen_now != cached.unseen:
+                cached = _History(after, cached.events, unseen_now)
                 self._histories.put(shopper_id, cached)
             return cached
         if cached is not None:
@@ -380,28 +391,28 @@ class Store:
         if not events:
             return _History(0, ())
         last = max(after, max(e.event_id for e in new))
-        history = _History(last, tuple(events), open_now)
+        history = _History(last, tuple(events), unseen_now)
         self._histories.put(shopper_id, history)
         return history
 
     def _read_events(
-        self, shopper_id: str, after_event_id: int = 0, open_from: int = 0
-    ) -> tuple[list[StoredEvent], int]:
-        """Events after ``after_event_id`` (and, on PostgreSQL, those written by
-        transactions from ``open_from`` on), and the oldest transaction this read could not
-        see (0 on SQLite)."""
+        self, shopper_id: str, after_event_id: int = 0, unseen: _Unseen = _Unseen()
+    ) -> tuple[list[StoredEvent], _Unseen]:
+        """Events after ``after_event_id`` (and, on PostgreSQL, those of the ``unseen``
+        transactions), and what this read could not see (nothing on SQLite)."""
         params = {"shopper": shopper_id, "after": after_event_id, "limit": self.max_history}
         if self.postgres:
-            # One snapshot for both statements: what the events query sees is exactly what
-            # the snapshot's xmin says is finished.
-            with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-                open_now = int(conn.execute(_SNAPSHOT_XMIN).scalar() or 0)
-                rows = conn.execute(_EVENTS_SINCE, {**params, "open_from": open_from or open_now})
-                events = _events_of(shopper_id, rows)
-                conn.rollback()
-            return events, open_now
+            # One statement, so one snapshot: the transactions it reports unseen are exactly
+            # those whose events it could not read. No transaction around it (autocommit):
+            # one round trip to the server.
+            params |= {"xip": list(unseen.xip), "xmax": unseen.xmax}
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                rows = conn.execute(_EVENTS_SINCE_SNAPSHOT, params).all()
+            unseen_now = _Unseen(tuple(rows[0].xip), int(rows[0].xmax))
+            found = [r[2:] for r in rows if r.event_id is not None]
+            return _events_of(shopper_id, found), unseen_now
         with self.engine.connect() as conn:
-            return _events_of(shopper_id, conn.execute(_EVENTS_AFTER, params)), 0
+            return _events_of(shopper_id, conn.execute(_EVENTS_AFTER, params)), _Unseen()
 
     def all_events(self) -> list[StoredEvent]:
         with self.engine.connect() as conn:
@@ -463,25 +474,28 @@ _EVENTS_AFTER = (
     .order_by(events_table.c.event_id.desc())
     .limit(sa.bindparam("limit"))
 )
-# PostgreSQL: the same, plus the events of transactions that were open at the last read.
-_EVENTS_SINCE = (
-    sa.select(*_HISTORY_COLUMNS)
-    .where(
-        events_table.c.shopper_id == sa.bindparam("shopper"),
-        sa.or_(
-            events_table.c.event_id > sa.bindparam("after"),
-            events_table.c.txid >= sa.bindparam("open_from"),
-        ),
-    )
-    .order_by(events_table.c.event_id.desc())
-    .limit(sa.bindparam("limit"))
+# PostgreSQL: the same, plus the events of the transactions the last read could not see,
+# and what this read cannot see (always one row: the snapshot's, with or without an event).
+_EVENTS_SINCE_SNAPSHOT = sa.text(
+    """
+    SELECT s.xip, s.xmax, e.event_id, e.product_id, e.kind, e.ts, e.value
+    FROM (
+        SELECT ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(snap) AS x) AS xip,
+               pg_snapshot_xmax(snap)::text::bigint AS xmax
+        FROM pg_current_snapshot() AS snap
+    ) AS s
+    LEFT JOIN LATERAL (
+        SELECT event_id, product_id, kind, ts, value FROM events
+        WHERE shopper_id = :shopper
+          AND (event_id > :after OR txid = ANY(CAST(:xip AS bigint[])) OR txid >= :xmax)
+        ORDER BY event_id DESC
+        LIMIT :limit
+    ) AS e ON true
+    """
 )
-# The oldest transaction the reading snapshot cannot see: every event of an older one that
-# committed is visible to it.
-_SNAPSHOT_XMIN = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
-def _events_of(shopper_id: str, rows: Iterable[sa.Row]) -> list[StoredEvent]:
+def _events_of(shopper_id: str, rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
     events = [
         StoredEvent(event_id, shopper_id, product_id, _KINDS[kind], ts, value)
         for event_id, product_id, kind, ts, value in rows

@@ -86,6 +86,33 @@ def test_events_whose_ids_commit_out_of_order_are_not_missed(postgres_url: str) 
         store.close()
 
 
+def test_a_long_open_transaction_does_not_make_catch_ups_read_again(postgres_url: str) -> None:
+    """A catch-up rereads only the transactions its last read could not see, not every
+    event written since the oldest of them began (one import left open would otherwise
+    make every page reread the shopper's recent history)."""
+    reader = Store(postgres_url)
+    reader.ingest(PRODUCTS, [_event("s", "1", 10.0)])
+    reader.events_for("s")
+    other = Store(postgres_url)
+    long = other.engine.connect()
+    long.begin()
+    long.execute(
+        sa.text("INSERT INTO events (shopper_id, product_id, kind, ts) VALUES ('t', '1', 'view', 1)")
+    )
+    other.add_events([_event("s", "2", 20.0)])
+    assert [e.product_id for e in reader.events_for("s")] == ["1", "2"]
+    history = reader._histories.get("s")
+    assert history is not None and history.unseen.xip  # the open transaction
+    read, _ = reader._read_events("s", history.last_event_id, history.unseen)
+    assert read == []  # nothing new, and nothing read again
+    long.commit()
+    assert [e.product_id for e in reader.events_for("t")] == ["1"]
+    assert [e.product_id for e in reader.events_for("s")] == ["1", "2"]
+    long.close()
+    for store in (reader, other):
+        store.close()
+
+
 def _unversioned(url: str) -> None:
     """A store as the code before schema versions made it: tables, no version table."""
     engine = sa.create_engine(url)

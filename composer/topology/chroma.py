@@ -27,7 +27,7 @@ class ChromaServer:
 
     def __init__(self, folder: Path | None = None) -> None:
         self.temporary = folder is None
-        self.folder = folder or Path(tempfile.mkdtemp(prefix="composer-chroma-"))
+        self.folder = (folder or Path(tempfile.mkdtemp(prefix="composer-chroma-"))).resolve()
         self.port = 0
         self.process: subprocess.Popen | None = None
 

@@ -44,7 +44,8 @@ class PostgresCluster:
 
     def __init__(self, folder: Path | None = None, durable: bool = True) -> None:
         self.temporary = folder is None
-        self.folder = folder or Path(tempfile.mkdtemp(prefix="composer-pg-"))
+        # Absolute: the server runs in its data folder, and the socket path is passed to it.
+        self.folder = (folder or Path(tempfile.mkdtemp(prefix="composer-pg-"))).resolve()
         self.durable = durable
         self.port = 0
         self._bin = _bin_dir()
@@ -61,7 +62,10 @@ class PostgresCluster:
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
-            raise PostgresUnavailable(f"{Path(argv[0]).name} failed: {' '.join(last)}")
+            raise PostgresUnavailable(
+                f"{Path(argv[0]).name} failed: {' '.join(last)} (server log: "
+                f"{self.folder / 'server.log'})"
+            )
 
     def start(self) -> str:
         """Start (initialising the cluster the first time); the admin URL."""

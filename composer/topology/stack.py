@@ -47,6 +47,7 @@ class TopologyPlan:
     vllm_url: str | None = None  # a vLLM server already running, instead of starting one
 
     def __post_init__(self) -> None:
+        self.folder = self.folder.resolve()  # every process of the topology finds it
         if self.shop not in SHOPS:
             raise UsageError(f"no shop {self.shop!r}; known: {', '.join(SHOPS)}", field="shop")
 
