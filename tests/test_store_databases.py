@@ -96,9 +96,8 @@ def test_a_long_open_transaction_does_not_make_catch_ups_read_again(postgres_url
     other = Store(postgres_url)
     long = other.engine.connect()
     long.begin()
-    long.execute(
-        sa.text("INSERT INTO events (shopper_id, product_id, kind, ts) VALUES ('t', '1', 'view', 1)")
-    )
+    insert = "INSERT INTO events (shopper_id, product_id, kind, ts) VALUES ('t', '1', 'view', 1)"
+    long.execute(sa.text(insert))
     other.add_events([_event("s", "2", 20.0)])
     assert [e.product_id for e in reader.events_for("s")] == ["1", "2"]
     history = reader._histories.get("s")
