@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,14 +103,22 @@ def update_embeddings(
     if touched:
         index.upsert([products[i] for i in touched], vectors[touched])
     config.index_dir.mkdir(parents=True, exist_ok=True)
-    tmp = config.embeddings_file.with_suffix(".part.npz")
-    np.savez(
-        tmp,
-        ids=np.asarray([p.product_id for p in products]),
-        hashes=np.asarray(hashes),
-        vectors=vectors,
-    )
-    tmp.replace(config.embeddings_file)
+    # A name of its own: `composer embed` and `composer train` may run at the same time, and
+    # each must replace the file with a whole one of its own.
+    fd, name = tempfile.mkstemp(dir=config.index_dir, prefix="embeddings.", suffix=".part.npz")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            np.savez(
+                out,
+                ids=np.asarray([p.product_id for p in products]),
+                hashes=np.asarray(hashes),
+                vectors=vectors,
+            )
+        tmp.replace(config.embeddings_file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return vectors, len(embed)
 
 
@@ -164,7 +174,7 @@ def embed(
 ) -> BuildReport:
     """Bring the vector index up to the store's catalog and nothing else: products that are
     new or whose text changed are embedded, changed metadata is rewritten, the rest kept
-    (the re-embedding job, runnable on its own beside serving; `build` does it first)."""
+    (the re-embedding job, runnable on its own schedule; `build` does it first)."""
     report = BuildReport()
     _embed_catalog(config, store, encoder_factory or _default_encoder(config), progress, report)
     return report

@@ -162,6 +162,14 @@ class _History:
         ids = tuple(sorted(e.event_id for e in self.events))
         return (ids[-1] if ids else 0), hash(ids)
 
+    def seen_at(self, unseen: _Unseen) -> _History:
+        """The same events after a read that found nothing new (PostgreSQL's unseen
+        transactions move with every commit anywhere: keep the state computed)."""
+        moved = _History(self.last_event_id, self.events, unseen)
+        if "state" in self.__dict__:
+            moved.__dict__["state"] = self.__dict__["state"]
+        return moved
+
 
 class Store:
     """Catalog, shoppers and events. Every write is one transaction.
@@ -379,7 +387,7 @@ class Store:
         new = [e for e in read if e.event_id not in known]
         if cached is not None and not new:
             if unseen_now != cached.unseen:
-                cached = _History(after, cached.events, unseen_now)
+                cached = cached.seen_at(unseen_now)
                 self._histories.put(shopper_id, cached)
             return cached
         if cached is not None:

@@ -6,6 +6,15 @@
 # them (`system_deps.sh postgresql`); none: all.
 set -euo pipefail
 wanted=" ${*:-chromium fonts-noto-cjk postgresql} "
+for name in $wanted; do
+    case "$name" in
+    chromium | fonts-noto-cjk | postgresql) ;;
+    *)
+        echo "system_deps.sh: unknown package '$name' (known: chromium fonts-noto-cjk postgresql)" >&2
+        exit 2
+        ;;
+    esac
+done
 missing=()
 if [[ "$wanted" == *" chromium "* ]] && [ ! -x /usr/bin/chromium ]; then
     missing+=(chromium)

@@ -86,6 +86,41 @@ def test_events_whose_ids_commit_out_of_order_are_not_missed(postgres_url: str) 
         store.close()
 
 
+def test_an_event_whose_transaction_began_after_the_last_read_is_not_missed(
+    postgres_url: str,
+) -> None:
+    """The other way to commit out of id order: a writer whose transaction id is newer than
+    every transaction the reader's snapshot knew (at or above its xmax, so not among the
+    in-progress ones) holds a lower event id than one the reader already saw."""
+    reader = Store(postgres_url)
+    reader.ingest(PRODUCTS, [_event("s", "1", 10.0)])
+    reader.events_for("s")
+    engine = Store(postgres_url).engine
+    insert = sa.text(
+        "INSERT INTO events (shopper_id, product_id, kind, ts) "
+        "VALUES ('s', :p, 'view', :ts) RETURNING event_id"
+    )
+    first, late = engine.connect(), engine.connect()
+    try:
+        first.begin()  # takes its transaction id first: a write of something else
+        first.execute(sa.text("INSERT INTO shoppers (shopper_id, attributes) VALUES ('x', '{}')"))
+        late.begin()
+        low = late.execute(insert, {"p": "2", "ts": 20.0}).scalar_one()  # newer transaction
+        high = first.execute(insert, {"p": "3", "ts": 30.0}).scalar_one()
+        assert low < high
+        first.commit()  # the newest finished transaction: late's id is at or above xmax
+        assert [e.product_id for e in reader.events_for("s")] == ["1", "3"]
+        unseen = reader._histories.get("s").unseen  # type: ignore[union-attr]
+        late_id = late.execute(sa.text("SELECT pg_current_xact_id()::text::bigint")).scalar_one()
+        assert late_id not in unseen.xip and late_id >= unseen.xmax
+        late.commit()
+        assert [e.product_id for e in reader.events_for("s")] == ["1", "2", "3"]
+    finally:
+        for conn in (first, late):
+            conn.close()
+        reader.close()
+
+
 def test_a_long_open_transaction_does_not_make_catch_ups_read_again(postgres_url: str) -> None:
     """A catch-up rereads only the transactions its last read could not see, not every
     event written since the oldest of them began (one import left open would otherwise
@@ -95,6 +130,15 @@ def test_a_long_open_transaction_does_not_make_catch_ups_read_again(postgres_url
     reader.events_for("s")
     other = Store(postgres_url)
     long = other.engine.connect()
+    try:
+        _catch_up_beside(long, reader, other)
+    finally:
+        long.close()
+        for store in (reader, other):
+            store.close()
+
+
+def _catch_up_beside(long: sa.Connection, reader: Store, other: Store) -> None:
     long.begin()
     insert = "INSERT INTO events (shopper_id, product_id, kind, ts) VALUES ('t', '1', 'view', 1)"
     long.execute(sa.text(insert))
@@ -107,9 +151,6 @@ def test_a_long_open_transaction_does_not_make_catch_ups_read_again(postgres_url
     long.commit()
     assert [e.product_id for e in reader.events_for("t")] == ["1"]
     assert [e.product_id for e in reader.events_for("s")] == ["1", "2"]
-    long.close()
-    for store in (reader, other):
-        store.close()
 
 
 def _unversioned(url: str) -> None:

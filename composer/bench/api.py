@@ -14,11 +14,9 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -29,6 +27,7 @@ import orjson
 from composer.api.security.exposure import is_loopback
 from composer.errors import ComposerError, UsageError
 from composer.settings import BackendName
+from composer.topology.process import console_script, last_line
 
 # Fewer samples than this and the percentile is the largest sample or close to it: not shown.
 MIN_SAMPLES = {50: 2, 90: 10, 99: 100}
@@ -158,22 +157,37 @@ def run(
     return out
 
 
-# The swap run ends once this many pages named the new version (every worker process has
-# then had several poll intervals to swap), or after SWAP_MAX_S whatever happened.
+# The swap run ends once this many pages in a row named the new version (every worker
+# process has then had several poll intervals to swap), or SWAP_SETTLE_MAX_S after the new
+# version was served whatever happened; training itself may take up to SWAP_TRAIN_MAX_S.
 SWAP_SETTLE_PAGES = 300
-SWAP_MAX_S = 600.0
+SWAP_SETTLE_MAX_S = 120.0
+SWAP_TRAIN_MAX_S = 1800.0
 
 
-def train_in_subprocess() -> tuple[str, float]:
-    """`composer train` with this process's settings (those of the benchmarked server): the
-    new version's name and when it became the served one (Unix seconds)."""
-    cmd = [str(Path(sys.executable).with_name("composer")), "train", "--json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+class SwapRunError(ComposerError):
+    """The training of the swap run failed or did not finish."""
+
+
+def train_in_subprocess(env: Mapping[str, str] | None = None) -> tuple[str, float]:
+    """`composer train` with ``env`` (default: this process's settings, which must be the
+    benchmarked server's): the new version's name and when it became the served one."""
+    cmd = [console_script("composer"), "train", "--json"]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env=dict(os.environ if env is None else env)
+    )
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UsageError(f"`composer train` failed during the swap run: {last}")
-    report = json.loads(done.stdout)
-    return str(report["model_version"]), float(report["served_since"])
+        raise SwapRunError(
+            f"`composer train` failed during the swap run: {last_line(done.stderr, done.stdout)}"
+        )
+    try:
+        report = json.loads(done.stdout)
+        return str(report["model_version"]), float(report["served_since"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise SwapRunError(
+            "`composer train --json` did not report model_version and served_since (output: "
+            f"{last_line(done.stdout)!r}); is the installed composer this version?"
+        ) from None
 
 
 def run_swap(
@@ -192,27 +206,34 @@ def run_swap(
     answers: list[tuple[float, str]] = []  # (Unix time answered, model version), in order
     trained: dict[str, Any] = {}
     finished = threading.Event()
+    in_a_row = 0  # answers naming the new version since the last that did not
     t0 = time.perf_counter()
 
     def training() -> None:
         t = time.perf_counter()
         try:
             trained["version"], trained["served_since"] = train()
-        except Exception as exc:  # reported, and the load stops: nothing to wait for
-            trained["error"] = str(exc)
+        except ComposerError as exc:  # reported, and the load stops: nothing to wait for
+            trained["error"] = exc
             finished.set()
         trained["seconds"] = round(time.perf_counter() - t, 2)
 
     def on_page(page: dict[str, Any]) -> None:
+        nonlocal in_a_row
         version = str(page["trace"].get("model_version", ""))
         answers.append((time.time(), version))
-        new = trained.get("version")
-        if new and sum(v == new for _, v in answers[-settle_pages:]) >= settle_pages:
+        in_a_row = in_a_row + 1 if version == trained.get("version") else 0
+        if in_a_row >= settle_pages:
             finished.set()
 
     def numbers() -> Iterator[int]:
         i = 0
-        while not finished.is_set() and time.perf_counter() - t0 < SWAP_MAX_S:
+        while not finished.is_set():
+            served = trained.get("served_since")
+            if served is not None and time.time() - served > SWAP_SETTLE_MAX_S:
+                return
+            if served is None and time.perf_counter() - t0 > SWAP_TRAIN_MAX_S:
+                return
             yield i
             i += 1
 
@@ -221,9 +242,13 @@ def run_swap(
     load = asyncio.run(
         _load(url, key, BackendName.RULES, concurrency, numbers(), shoppers, base, on_page)
     )
-    worker.join()
+    worker.join(timeout=60 if "served_since" in trained or "error" in trained else 0)
     if "error" in trained:
-        raise UsageError(trained["error"])
+        raise trained["error"]
+    if "served_since" not in trained:
+        raise SwapRunError(
+            f"training did not finish within {SWAP_TRAIN_MAX_S:.0f} s; no swap to measure"
+        )
     old = answers[0][1] if answers else ""
     new = trained["version"]
     end = trained["served_since"]
@@ -248,7 +273,8 @@ def run_swap(
         # the first and the last process's swap, answers name either version.
         "first_new_page_after_served_s": round(new_at[0] - end, 2) if new_at else None,
         "last_old_page_after_served_s": round(old_at[-1] - end, 2) if old_at else None,
-        "swapped": bool(new_at) and finished.is_set(),
+        # Every process served the new version for settle_pages answers in a row.
+        "swapped": in_a_row >= settle_pages,
     }
 
 

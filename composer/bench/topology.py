@@ -7,15 +7,16 @@ The baseline runs first and alone: the topology's servers would otherwise take i
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from contextlib import closing
+from functools import partial
 from typing import Any
 
-from composer.bench.api import run, run_swap
+from composer.bench.api import run, run_swap, train_in_subprocess
 from composer.provision import open_store
 from composer.settings import BackendName, Settings
 from composer.topology.api_server import ApiServer
+from composer.topology.process import shop_env
 from composer.topology.stack import LocalTopology, TopologyPlan, set_up_shop
 
 
@@ -45,7 +46,7 @@ def run_bench(
         set_up_shop(plan.shop, env, plan.root / "logs" / "setup-embedded.log", progress)
         embedded = settings.for_shop_folder(folder)
         progress("embedded default: bench api (SQLite, embedded Chroma, in-process model)")
-        with ApiServer(plan.workers, env={**env, "COMPOSER_LLM_BACKEND": "transformers"}) as api:
+        with ApiServer(plan.workers, env=shop_env(env)) as api:  # the in-process model
             report["embedded"] = run(
                 api.url, api.key, BackendName.TRANSFORMERS, rules_requests, llm_requests,
                 _shoppers(embedded),
@@ -58,13 +59,8 @@ def run_bench(
         topo = run(topology.api.url, topology.api.key, llm, rules_requests, llm_requests, shoppers)
         if swap:
             progress("topology: a model swap under load (`composer train` beside it)")
-            saved = dict(os.environ)
-            os.environ.update(topology.env)  # `composer train` acts on the topology's shop
-            try:
-                topo["swap"] = run_swap(topology.api.url, topology.api.key, shoppers)
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
+            train = partial(train_in_subprocess, env=shop_env(topology.env))
+            topo["swap"] = run_swap(topology.api.url, topology.api.key, shoppers, train)
         report["topology"] = topo
         report["components"] = topology.components
     if baseline:

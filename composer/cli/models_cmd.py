@@ -30,7 +30,7 @@ def train(json_out: JsonOpt = False) -> None:
     with closing(open_store(s)) as store, progress_bars(not json_out) as progress:
         report = build(s.retrieval_config(), store, progress=progress, force=True)
     seconds = round(time.perf_counter() - t, 2)
-    served_since = round(time.time(), 3)  # CURRENT names the version from here on
+    served_since = round(time.time(), 3)  # CURRENT named the version by this moment
     if json_out:
         print_json(
             {

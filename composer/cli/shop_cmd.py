@@ -219,7 +219,8 @@ def ingest(
 @app.command("embed")
 def embed_catalog(json_out: JsonOpt = False) -> None:
     """Re-embed what changed in the catalog since the last build (new products, changed
-    text), as a job of its own: no training, safe beside serving processes."""
+    text), as a job of its own: no training (beside serving processes with a Chroma server;
+    an embedded index is written by one process at a time)."""
     s = settings()
     t = time.perf_counter()
     with closing(open_store(s)) as store, progress_bars(not json_out) as progress:

@@ -3,10 +3,10 @@ vLLM, the page API on several workers, all on loopback), serving or benchmarked.
 
 from __future__ import annotations
 
+import contextlib
 import signal
-import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,6 +67,13 @@ def topology(
         vllm_url=vllm_url,
     )
     say = (lambda line: err_console.print(line)) if json_out else (lambda line: console.print(line))
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt  # unwinds every `with`: each server started is stopped
+
+    # SIGTERM and SIGHUP stop it like Ctrl-C does, in both modes.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     if bench:
         from composer.bench.topology import run_bench
 
@@ -76,9 +83,6 @@ def topology(
             return
         _print_bench(report)
         return
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
     with LocalTopology(s, plan, say) as running:
         assert running.api is not None
         ready = {"components": running.components, "key": running.api.key, "env": running.env}
@@ -94,15 +98,13 @@ def topology(
                 soft_wrap=True,
                 highlight=False,
             )
-        try:
-            while not stop.is_set():
-                stop.wait(1.0)
-        except KeyboardInterrupt:
-            pass
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                signal.pause()
     say("topology stopped")
 
 
-def _print_bench(report: dict) -> None:
+def _print_bench(report: dict[str, Any]) -> None:
     rows = []
     for where in ("embedded", "topology"):
         for group in ("rules", "llm"):

@@ -121,7 +121,7 @@ def _sigkill_group(pgid: int) -> None:
             path.unlink()
 
 
-def _stop_with_parent() -> None:
+def stop_with_parent() -> None:
     """In the child before exec: SIGTERM it when the process that started it dies, so a
     crashed or killed service does not leave a server holding both cores."""
     with contextlib.suppress(OSError, AttributeError):
@@ -278,7 +278,7 @@ class VLLMServer:
                 # Its own process group: a terminal's Ctrl-C reaches only the parent, which
                 # then stops the whole group (API server, engine core, worker) in order.
                 start_new_session=True,
-                preexec_fn=_stop_with_parent,
+                preexec_fn=stop_with_parent,
             )
         finally:
             if self.log_file:

@@ -18,6 +18,7 @@ from composer.api.security.keys import new_key
 from composer.errors import ComposerError
 from composer.llm.vllm_server import free_port
 from composer.settings import Scope
+from composer.topology.process import stop_with_parent
 
 READY_TIMEOUT_S = 180
 
@@ -27,8 +28,8 @@ class ApiServerError(ComposerError):
 
 
 class ApiServer:
-    """``env``: settings for the server on top of this process's environment; ``log``: where
-    its output goes (default: nowhere)."""
+    """``env``: the server's whole environment (default: this process's); ``log``: where its
+    output goes (default: nowhere); ``key_id``: the name of the admin key made for it."""
 
     def __init__(
         self,
@@ -36,11 +37,11 @@ class ApiServer:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         log: Path | None = None,
+        key_id: str = "bench",
     ) -> None:
-        self.key, config = new_key("bench", (Scope.ADMIN,))
+        self.key, config = new_key(key_id, (Scope.ADMIN,))
         self._env = {
-            **os.environ,
-            **(env or {}),
+            **(os.environ if env is None else env),
             "COMPOSER_API__KEYS": json.dumps([config.model_dump(mode="json")]),
         }
         self.port = port or free_port()
@@ -57,11 +58,27 @@ class ApiServer:
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
-                cmd, env=self._env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                env=self._env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # Its own group (a terminal's Ctrl-C reaches us, and we stop the group in
+                # order), ended with us if we die.
+                start_new_session=True,
+                preexec_fn=stop_with_parent,
             )
         finally:
             if self.log:
                 out.close()  # type: ignore[union-attr]
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
         # Each worker loads its own models; a fresh connection reaches any of them, so ask
         # until every worker has said it is ready.
         ready: set[int] = set()
@@ -73,14 +90,13 @@ class ApiServer:
                 if r.status_code == 200:
                     ready.add(r.json()["checks"]["pid"])
                     if len(ready) >= self.workers:
-                        return self
+                        return
                     continue
             except httpx.HTTPError:
                 pass
             if self.process.poll() is not None:
                 break
             time.sleep(0.5)
-        self.__exit__()
         where = f"see {self.log}" if self.log else "run `composer serve` to see why"
         raise ApiServerError(f"the API server did not become ready; {where}")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 
 from composer.errors import ComposerError
 from composer.llm.vllm_server import free_port
+from composer.topology.process import console_script, stop_with_parent
 
 START_TIMEOUT_S = 60
 
@@ -42,15 +42,24 @@ class ChromaServer:
     def start(self) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        chroma = Path(sys.executable).with_name("chroma")
+        chroma = console_script("chroma")
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [str(chroma), "run", "--path", str(self.folder / "data"), "--host",
-                 "127.0.0.1", "--port", str(self.port)],
+                [chroma, "run", "--path", str(self.folder / "data"), "--host", "127.0.0.1",
+                 "--port", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=stop_with_parent,
             )  # fmt: skip
+        try:
+            return self._wait_ready()
+        except BaseException:
+            self.stop(graceful=False)
+            raise
+
+    def _wait_ready(self) -> str:
+        assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -61,7 +70,6 @@ class ChromaServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        self.stop()
         raise ChromaServerError(f"chroma run did not answer within {START_TIMEOUT_S} s")
 
     def stop(self, graceful: bool = True) -> None:
@@ -78,9 +86,11 @@ class ChromaServer:
             self.process.wait(timeout=10)
 
     def close(self) -> None:
-        self.stop()
-        if self.temporary:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            if self.temporary:
+                shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> ChromaServer:
         self.start()

@@ -11,9 +11,7 @@ processes. The shop is the sample shop or one of the packaged shops of real publ
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from composer.settings import BackendName, Settings
 from composer.topology.api_server import ApiServer
 from composer.topology.chroma import ChromaServer
 from composer.topology.postgres import PostgresCluster
+from composer.topology.process import console_script, last_line, shop_env
 from retrieval.datasets import PACKAGED_SHOPS
 
 SAMPLE_SHOP = "sample"
@@ -58,7 +57,7 @@ class TopologyPlan:
 
 def shop_command(shop: str) -> list[str]:
     """The set-up of ``shop`` in the folder the environment names (idempotent)."""
-    composer = str(Path(sys.executable).with_name("composer"))
+    composer = console_script("composer")
     if shop == SAMPLE_SHOP:
         return [composer, "setup", "--json"]
     return [composer, "init", "--packaged", shop, "--json"]
@@ -71,14 +70,22 @@ def set_up_shop(
     everything done and takes seconds); the set-up's JSON report."""
     progress(f"setting up the {shop} shop in {env['COMPOSER_ARTIFACTS_DIR']} (log {log})")
     log.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        shop_command(shop), env={**os.environ, **env}, capture_output=True, text=True
-    )
-    log.write_text(done.stdout + done.stderr)
+    with log.open("w") as progress_log:  # written as it goes: minutes on a first run
+        done = subprocess.run(
+            shop_command(shop), env=shop_env(env), stdout=subprocess.PIPE, stderr=progress_log,
+            text=True,
+        )  # fmt: skip
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise TopologyError(f"setting up the {shop} shop failed: {last} ({log})")
-    report: dict[str, Any] = json.loads(done.stdout)
+        raise TopologyError(
+            f"setting up the {shop} shop failed: {last_line(log.read_text())} ({log})"
+        )
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise TopologyError(
+            f"setting up the {shop} shop gave no JSON report (output: "
+            f"{last_line(done.stdout)!r}); see {log}"
+        ) from None
     return report
 
 
@@ -157,7 +164,11 @@ class LocalTopology:
             self.progress(f"vLLM on {vllm_url}")
         self.setup = set_up_shop(self.plan.shop, self.env, logs / "setup.log", self.progress)
         self.api = ApiServer(
-            self.plan.workers, env=self.env, port=self.plan.port, log=logs / "api.log"
+            self.plan.workers,
+            env=shop_env(self.env),
+            port=self.plan.port,
+            log=logs / "api.log",
+            key_id="topology",
         )
         self._stack.enter_context(self.api)
         self.components["api"] = self.api.url
