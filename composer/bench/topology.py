@@ -42,7 +42,7 @@ def run_bench(
     if baseline:
         folder = plan.root / "embedded"
         env = {"COMPOSER_ARTIFACTS_DIR": str(folder),
-               "COMPOSER_CACHE_DIR": str(settings.resolved_cache_dir())}  # fmt: skip
+               "COMPOSER_CACHE_DIR": str(settings.resolved_cache_dir().resolve())}  # fmt: skip
         set_up_shop(plan.shop, env, plan.root / "logs" / "setup-embedded.log", progress)
         embedded = settings.for_shop_folder(folder)
         progress("embedded default: bench api (SQLite, embedded Chroma, in-process model)")

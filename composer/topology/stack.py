@@ -143,7 +143,7 @@ class LocalTopology:
         self.progress(f"Chroma server on {chroma.url} ({root / 'chroma'})")
         self.env = {
             "COMPOSER_ARTIFACTS_DIR": str(root / "shop"),
-            "COMPOSER_CACHE_DIR": str(self.settings.resolved_cache_dir()),
+            "COMPOSER_CACHE_DIR": str(self.settings.resolved_cache_dir().resolve()),
             "COMPOSER_DATABASE_URL": database,
             "COMPOSER_CHROMA_URL": chroma.url,
         }
