@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 from urllib.parse import urlparse
 
@@ -26,7 +27,8 @@ import orjson
 
 from composer.api.security.exposure import is_loopback
 from composer.errors import ComposerError, UsageError
-from composer.settings import BackendName
+from composer.provision import open_store
+from composer.settings import BackendName, Settings
 from composer.topology.process import console_script, last_line
 
 # Fewer samples than this and the percentile is the largest sample or close to it: not shown.
@@ -42,6 +44,12 @@ def percentile(values: Sequence[float], q: int) -> float | None:
     if len(values) < MIN_SAMPLES[q]:
         return None
     return round(float(np.percentile(values, q)), 1)
+
+
+def shoppers_with_events(settings: Settings) -> list[str]:
+    """Every shopper of the store who has an event: whom the benchmark asks pages for."""
+    with closing(open_store(settings)) as store:
+        return sorted({e.shopper_id for e in store.all_events()})
 
 
 def check_loopback(url: str) -> None:

@@ -8,21 +8,14 @@ The baseline runs first and alone: the topology's servers would otherwise take i
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import closing
 from functools import partial
 from typing import Any
 
-from composer.bench.api import run, run_swap, train_in_subprocess
-from composer.provision import open_store
+from composer.bench.api import run, run_swap, shoppers_with_events, train_in_subprocess
 from composer.settings import BackendName, Settings
 from composer.topology.api_server import ApiServer
 from composer.topology.process import shop_env
 from composer.topology.stack import LocalTopology, TopologyPlan, set_up_shop
-
-
-def _shoppers(settings: Settings) -> list[str]:
-    with closing(open_store(settings)) as store:
-        return sorted({e.shopper_id for e in store.all_events()})
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -49,13 +42,13 @@ def run_bench(
         with ApiServer(plan.workers, env=shop_env(env)) as api:  # the in-process model
             report["embedded"] = run(
                 api.url, api.key, BackendName.TRANSFORMERS, rules_requests, llm_requests,
-                _shoppers(embedded),
+                shoppers_with_events(embedded),
             )  # fmt: skip
     with LocalTopology(settings, plan, progress) as topology:
         assert topology.api is not None
         progress("topology: bench api")
         llm = BackendName.VLLM if plan.vllm else BackendName.TRANSFORMERS
-        shoppers = _shoppers(topology.shop_settings)
+        shoppers = shoppers_with_events(topology.shop_settings)
         topo = run(topology.api.url, topology.api.key, llm, rules_requests, llm_requests, shoppers)
         if swap:
             progress("topology: a model swap under load (`composer train` beside it)")

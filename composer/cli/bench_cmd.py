@@ -179,12 +179,10 @@ def bench_api(
 ) -> None:
     """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate;
     with --swap, a model swap under load."""
-    from composer.bench.api import run, run_swap
+    from composer.bench.api import run, run_swap, shoppers_with_events
     from composer.topology import ApiServer
 
-    s = settings()
-    with closing(open_store(s)) as store:
-        shoppers = sorted({e.shopper_id for e in store.all_events()})
+    shoppers = shoppers_with_events(settings())
 
     def measure(base: str, admin_key: str) -> dict[str, Any]:
         report = run(base, admin_key, backend, rules_requests, llm_requests, shoppers)

@@ -8,7 +8,6 @@ its wheel pins its own torch stack and pulls torchvision/torchaudio builds that 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import json
 import os
@@ -25,6 +24,7 @@ from urllib.parse import urlparse
 import httpx
 
 from composer.errors import ComposerError
+from composer.processes import spawn_server
 
 if TYPE_CHECKING:
     from composer.settings import Settings
@@ -34,7 +34,6 @@ DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 # Compact JSON from structured outputs: vLLM's default grammar allows any whitespace, which
 # the model then spends tokens on.
 STRUCTURED_OUTPUTS = json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})
-_PR_SET_PDEATHSIG = 1
 
 
 class VLLMServerError(ComposerError):
@@ -119,13 +118,6 @@ def _sigkill_group(pgid: int) -> None:
     for path in shared:
         with contextlib.suppress(OSError):
             path.unlink()
-
-
-def stop_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the process that started it dies, so a
-    crashed or killed service does not leave a server holding both cores."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -265,24 +257,8 @@ class VLLMServer:
                 f"port {self.port} on {self.host} is in use (another vLLM server?); pick "
                 "another port, or use the server that is there"
             )
-        if self.log_file:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
-        try:
-            self.process = subprocess.Popen(
-                self.command(),
-                env=self.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # Its own process group: a terminal's Ctrl-C reaches only the parent, which
-                # then stops the whole group (API server, engine core, worker) in order.
-                start_new_session=True,
-                preexec_fn=stop_with_parent,
-            )
-        finally:
-            if self.log_file:
-                out.close()  # type: ignore[union-attr]
+        # Its own process group, stopped by us as a whole (API server, engine core, worker).
+        self.process = spawn_server(self.command(), self.environment(), self.log_file)
         if progress:
             progress(f"vLLM starting (pid {self.process.pid}, log {self.log_file})")
         try:

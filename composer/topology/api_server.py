@@ -17,8 +17,8 @@ import httpx
 from composer.api.security.keys import new_key
 from composer.errors import ComposerError
 from composer.llm.vllm_server import free_port
+from composer.processes import spawn_server
 from composer.settings import Scope
-from composer.topology.process import stop_with_parent
 
 READY_TIMEOUT_S = 180
 
@@ -53,23 +53,7 @@ class ApiServer:
     def __enter__(self) -> ApiServer:
         cmd = [sys.executable, "-m", "composer.api.server", "--port", str(self.port),
                "--workers", str(self.workers)]  # fmt: skip
-        if self.log:
-            self.log.parent.mkdir(parents=True, exist_ok=True)
-        out = self.log.open("ab") if self.log else subprocess.DEVNULL
-        try:
-            self.process = subprocess.Popen(
-                cmd,
-                env=self._env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # Its own group (a terminal's Ctrl-C reaches us, and we stop the group in
-                # order), ended with us if we die.
-                start_new_session=True,
-                preexec_fn=stop_with_parent,
-            )
-        finally:
-            if self.log:
-                out.close()  # type: ignore[union-attr]
+        self.process = spawn_server(cmd, self._env, self.log)
         try:
             self._wait_ready()
         except BaseException:

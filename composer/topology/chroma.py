@@ -3,6 +3,7 @@ port, persisting into a folder we choose (kept between runs) or a temp folder.""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -13,7 +14,8 @@ import httpx
 
 from composer.errors import ComposerError
 from composer.llm.vllm_server import free_port
-from composer.topology.process import console_script, stop_with_parent
+from composer.processes import spawn_server
+from composer.topology.process import console_script
 
 START_TIMEOUT_S = 60
 
@@ -43,15 +45,12 @@ class ChromaServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         chroma = console_script("chroma")
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(
-                [chroma, "run", "--path", str(self.folder / "data"), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=stop_with_parent,
-            )  # fmt: skip
+        self.process = spawn_server(
+            [chroma, "run", "--path", str(self.folder / "data"), "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            os.environ,
+            self.log_path,
+        )  # fmt: skip
         try:
             return self._wait_ready()
         except BaseException:

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from composer.errors import ComposerError
-from composer.llm.vllm_server import stop_with_parent
 
-__all__ = ["ProcessFailed", "console_script", "last_line", "shop_env", "stop_with_parent"]
+__all__ = ["ProcessFailed", "console_script", "last_line", "shop_env"]
 
 # Settings that say where a shop lives: a child set up or served for another shop must not
 # inherit them from the caller's environment (they would point it at the caller's store).
