@@ -42,6 +42,14 @@ class PageRequest(BaseModel):
     format: Literal["json", "html", "both"] = "json"
     backend: BackendName | None = None
     prompt: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] | None = None
+    # "shuffled": products in random order from retrieval's whole pool instead of best first
+    # (an experiment's control arm; choosing it needs an admin key, like backend and prompt).
+    order: Literal["ranked", "shuffled"] = "ranked"
+    session_id: Id | None = Field(
+        None,
+        description="An anonymous session's id: the unit experiments assign when there is "
+        "no shopper_id.",
+    )
 
     # Cross-field checks sit on the later field so that an error names its field as data
     # (pydantic's loc), never parsed back out of the message.

@@ -474,6 +474,7 @@ class PageComposer:
                 max_price=request.max_price,
                 categories=tuple(request.categories),
                 max_themes=request.max_sections + 1,
+                shuffle_seed=_shuffle_seed(request) if request.order == "shuffled" else None,
             )
         )
         if len(result.candidates) < 2:
@@ -522,6 +523,14 @@ def _generate(
     gen = backend.generate(request)[0]
     yield gen.text
     return gen
+
+
+def _shuffle_seed(request: PageRequest) -> int:
+    """Fixed by the shopper (or session) and the request's seed: a shuffled page is the
+    same page on every view, like a ranked one."""
+    who = request.shopper_id or request.session_id or ",".join(request.recent_items)
+    salt = f"{who}:{request.seed or 0}:{request.kind.value}:{request.query or ''}"
+    return int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "big")
 
 
 def _ms(since: float) -> float:

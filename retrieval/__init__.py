@@ -25,6 +25,7 @@ from retrieval.errors import (
     UnknownProductError,
 )
 from retrieval.exact_search import EXACT_SEARCH_MAX_PRODUCTS, ExactSearch
+from retrieval.exposures import Exposure, ExposureStore, Outcome, Pause
 from retrieval.ingest import RowErrors, read_catalog, read_interactions, write_rejects
 from retrieval.loader import load_retriever
 from retrieval.params import FusionParams, MFParams
@@ -44,12 +45,16 @@ __all__ = [
     "Encoder",
     "EventKind",
     "ExactSearch",
+    "Exposure",
+    "ExposureStore",
     "FusionParams",
     "HistoryItem",
     "IngestError",
     "Interaction",
     "MFParams",
     "NotBuiltError",
+    "Outcome",
+    "Pause",
     "Product",
     "Provenance",
     "Reason",

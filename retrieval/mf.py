@@ -35,6 +35,8 @@ class EventLike(Protocol):
 def event_weight(kind: EventKind, value: float | None, params: MFParams) -> float:
     base = {
         EventKind.VIEW: params.view_weight,
+        # A click on a page is a view of the product the page showed.
+        EventKind.CLICK: params.view_weight,
         EventKind.CART: params.cart_weight,
         EventKind.PURCHASE: params.purchase_weight,
         EventKind.RATING: params.rating_weight,

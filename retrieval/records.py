@@ -8,6 +8,7 @@ from enum import StrEnum
 
 class EventKind(StrEnum):
     VIEW = "view"
+    CLICK = "click"  # a product clicked on a served page
     CART = "cart"
     PURCHASE = "purchase"
     RATING = "rating"
@@ -57,6 +58,8 @@ class Interaction:
     kind: EventKind
     timestamp: float
     value: float | None = None  # a rating, where the source has one
+    page_id: str | None = None  # the served page it came from (experiments' attribution)
+    slot: int | None = None  # the product's position on that page, 0-based
 
 
 @dataclass(frozen=True, slots=True)

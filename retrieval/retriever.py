@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,9 @@ class RetrievalRequest:
     exclude_purchased: bool = True
     diversity: float | None = None  # None: the configured default
     max_themes: int = 4
+    # Set: the candidates come in random order (this seed) from the whole fused pool, not
+    # best first: a page without ranking, the control an experiment compares ranking with.
+    shuffle_seed: int | None = None
 
 
 @dataclass
@@ -203,7 +207,13 @@ class Retriever:
         if results is None:
             results = self.source_results(ctx, f, timings, missing)
         t = time.perf_counter()
-        ranking = fused_in_order(self.contributions(results), self.weights_for(ctx))
+        ranking: Iterable[Fused] = fused_in_order(
+            self.contributions(results), self.weights_for(ctx)
+        )
+        if request.shuffle_seed is not None:
+            pool = list(ranking)
+            random.Random(request.shuffle_seed).shuffle(pool)
+            ranking = pool
         timings["fusion"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()

@@ -64,6 +64,9 @@ events_table = sa.Table(
     sa.Column("value", sa.Float),
     # The writing transaction's id (PostgreSQL fills it in; see migration 0002).
     sa.Column("txid", sa.BigInteger),
+    # The served page and slot (0-based, in reading order) the event came from, if it says.
+    sa.Column("page_id", sa.String(32)),
+    sa.Column("slot", sa.Integer),
 )
 
 meta_table = sa.Table(
@@ -335,6 +338,8 @@ class Store:
                     "kind": i.kind.value,
                     "ts": i.timestamp,
                     "value": i.value,
+                    "page_id": i.page_id,
+                    "slot": i.slot,
                 }
                 for i in interactions
             ],

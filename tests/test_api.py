@@ -139,7 +139,8 @@ def test_page_json_and_html_formats(client: TestClient) -> None:
     r = client.post("/v1/pages", json={"shopper_id": "196", "seed": 3})
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"layout", "trace", "cache"} and "html" not in body
+    assert set(body) == {"layout", "trace", "cache", "page_id", "experiment", "variant"}
+    assert len(body["page_id"]) == 32 and body["experiment"] is None
     assert body["layout"]["sections"]
     trace = body["trace"]
     assert trace["backend"] == "rules" and not trace["fallback"]

@@ -44,6 +44,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, Scope | None]] = [
     ("POST", "/v1/copy", {"products": ["1"], "kind": "tagline", "n": 1}, Scope.PAGES),
     ("POST", "/v1/events", {"shopper_id": "access-tests", "product_id": "1"}, Scope.EVENTS),
     ("GET", "/metrics", None, Scope.ADMIN),
+    ("GET", "/v1/experiments", None, Scope.ADMIN),
     ("GET", "/schema/openapi.json", None, Scope.ADMIN),
     ("GET", "/schema", None, Scope.ADMIN),
     ("GET", "/schema/swagger", None, Scope.ADMIN),
@@ -103,7 +104,7 @@ def test_rotated_keys_are_both_valid(client: TestClient) -> None:
 
 
 def test_overrides_need_admin(client: TestClient) -> None:
-    for field, value in (("backend", "rules"), ("prompt", "page_v3")):
+    for field, value in (("backend", "rules"), ("prompt", "page_v3"), ("order", "shuffled")):
         body = {"shopper_id": "196", field: value}
         r = call(client, "POST", "/v1/pages", body, PAGES_KEY)
         assert r.status_code == 403 and "admin" in r.json()["detail"]

@@ -15,7 +15,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from composer.experiments import Snapshot
 from composer.trace import PageTrace
+from retrieval.exposures import Exposure
 
 _LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60,
@@ -97,6 +99,24 @@ class ApiMetrics:
         self.events = Counter(
             "composer_events_recorded", "Shopper events recorded.", ["kind"], registry=r
         )
+        self.exposures = Counter(
+            "composer_exposures_written",
+            "Served pages written to the exposure log (empty labels: in no experiment).",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.variant_paused = Gauge(
+            "composer_experiment_variant_paused",
+            "1 while a guardrail holds an experiment's variant paused (its shoppers get the "
+            "control's page).",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.experiment_files_refused = Gauge(
+            "composer_experiment_files_refused",
+            "Experiment files that do not load (the version before keeps running).",
+            registry=r,
+        )
         self._hits = 0
         self._lookups = 0
 
@@ -123,6 +143,18 @@ class ApiMetrics:
             self.missing_sources.labels(source).inc()
         if trace.tokens:
             self.tokens.labels(trace.backend).inc(trace.tokens)
+
+    def exposures_written(self, batch: list[Exposure]) -> None:
+        for e in batch:
+            self.exposures.labels(e.experiment or "", e.variant or "").inc()
+
+    def experiments(self, snapshot: Snapshot) -> None:
+        """The paused variants of the experiments in force, after each reread."""
+        self.experiment_files_refused.set(len(snapshot.errors))
+        for experiment in snapshot.experiments:
+            for variant in experiment.variants:
+                paused = (experiment.name, variant.name) in snapshot.paused
+                self.variant_paused.labels(experiment.name, variant.name).set(int(paused))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,10 +6,10 @@ they started with; the next page uses the new ones; nobody waits for the load.""
 from __future__ import annotations
 
 import logging
-import threading
 
 from composer.api.metrics import ApiMetrics
 from composer.api.services import Services
+from composer.polling import Poller
 from retrieval.loader import load_models
 from retrieval.versions import ModelVersions
 
@@ -25,24 +25,13 @@ class ModelWatcher:
         self._failed: str | None = (
             None  # a version that did not load: not retried until CURRENT moves
         )
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller("composer-models", interval_s, self.check, "model version check")
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="composer-models", daemon=True)
-        self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.check()
-            except Exception:  # polling goes on: the next interval may find it fixed
-                log.exception("model version check failed")
+        self._poller.stop()
 
     def check(self) -> bool:
         """Swap in the served version if it changed; whether it did."""
@@ -68,7 +57,7 @@ class ModelWatcher:
             )
             return False
         self._failed = None
-        if self._stop.is_set():  # the app closed while the version loaded
+        if self._poller.stopped:  # the app closed while the version loaded
             return False
         self.services.swap_models(models)
         self.metrics.model_swaps.inc()

@@ -17,9 +17,12 @@ import asyncio
 import json
 import logging
 import threading
+import time
+import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from composer.api.cache import PageCache, PageKey, page_key
@@ -30,8 +33,17 @@ from composer.api.security.redaction import for_caller
 from composer.api.services import Services
 from composer.api.threads import in_thread
 from composer.errors import ComposerError, UsageError
+from composer.experiments import (
+    Assignment,
+    Experiment,
+    ExperimentRegistry,
+    ExposureLog,
+    Routed,
+    exposure_of,
+    route,
+    unit_of,
+)
 from composer.fallback import Fallback
-from composer.layout import Locale
 from composer.page_request import PageRequest
 from composer.pipeline import (
     DoneEvent,
@@ -50,11 +62,43 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Plan:
-    """What a request resolves to before any page work: backend, prompt, cache key."""
+    """What a request resolves to before any page work: backend, prompt, cache key, and the
+    served page's id and experiment arm."""
 
     request: PageRequest
     backend: BackendName
     key: PageKey
+    page_id: str
+    unit: str | None
+    assignment: Assignment | None
+    started: float  # perf_counter when the request came in
+
+    def stamp(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` (a page as JSON) with the page id, experiment and variant, at the top and
+        in its trace."""
+        ids = {
+            "page_id": self.page_id,
+            "experiment": self.assignment.experiment if self.assignment else None,
+            "variant": self.assignment.variant if self.assignment else None,
+        }
+        body.update(ids)
+        if "trace" in body:
+            body["trace"].update(ids)
+        return body
+
+
+@dataclass(frozen=True)
+class Served:
+    """A page as served: the result (shared with the cache: never changed), whether it came
+    from the cache, and the plan that names it."""
+
+    result: PageResult
+    cached: bool
+    plan: Plan
+
+    @property
+    def page_id(self) -> str:
+        return self.plan.page_id
 
 
 @dataclass(frozen=True)
@@ -80,6 +124,8 @@ class PageService:
         metrics: ApiMetrics,
         queue: LLMQueue,
         executor: Callable[[], Executor],
+        experiments: ExperimentRegistry | None = None,
+        exposures: ExposureLog | None = None,
     ) -> None:
         self.services = services
         self.settings = services.settings
@@ -88,6 +134,8 @@ class PageService:
         self.fallback = Fallback(services.backends)
         self.executor = executor
         self.cache: PageCache[PageResult] = PageCache(api.cache_size, api.cache_ttl_s)
+        self.experiments = experiments
+        self.exposures = exposures
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -97,8 +145,25 @@ class PageService:
 
     # -- planning ---------------------------------------------------------------------------
 
-    def plan(self, request: PageRequest) -> Plan:
-        """Resolve backend and prompt and build the cache key (runs in a worker thread)."""
+    def route(self, request: PageRequest) -> tuple[Routed, str | None]:
+        """The request in its experiment arm (if any), and the unit assigned."""
+        pseudonym = (
+            pseudonymise(request.shopper_id, self.settings.pseudonym_salt)
+            if request.shopper_id is not None
+            else None
+        )
+        unit = unit_of(request, pseudonym)
+        if self.experiments is None:
+            return Routed(request, None), unit
+        routed = route(self.experiments.snapshot, request, unit, datetime.now(UTC))
+        return routed, unit
+
+    def plan(self, request: PageRequest, started: float | None = None) -> Plan:
+        """Route the request to its experiment arm, resolve backend and prompt and build the
+        cache key (runs in a worker thread)."""
+        started = time.perf_counter() if started is None else started
+        routed, unit = self.route(request)
+        request = routed.request
         backend = self.queue.served_backend(request.backend)
         prompt = request.prompt or self.settings.prompt
         servable = self.services.prompts.servable("pages")
@@ -124,7 +189,28 @@ class PageService:
         # of the previous models is served from the cache.
         models = self.services.retriever.model_version
         key = page_key(request, state, prompt, prompt_hash, backend, model, models)
-        return Plan(request, backend, key)
+        return Plan(request, backend, key, uuid.uuid4().hex, unit, routed.assignment, started)
+
+    def check_experiment(self, experiment: Experiment) -> None:
+        """What an experiment file cannot know: that its prompts are servable page prompts
+        and its models the ones this service serves (UsageError naming the field)."""
+        servable = self.services.prompts.servable("pages")
+        for n, variant in enumerate(experiment.variants):
+            if variant.prompt is not None and variant.prompt not in servable:
+                raise UsageError(
+                    f"experiment {experiment.name!r}, field 'variants.{n}.prompt': "
+                    f"{variant.prompt!r} is not a servable page prompt; use one of: "
+                    f"{', '.join(servable)}",
+                    field=f"variants.{n}.prompt",
+                )
+            if variant.model is not None and variant.model != self.settings.llm_model:
+                raise UsageError(
+                    f"experiment {experiment.name!r}, field 'variants.{n}.model': "
+                    f"{variant.model!r} is not served here (COMPOSER_LLM_MODEL is "
+                    f"{self.settings.llm_model!r}); run a server per model and split "
+                    "traffic between them, or leave the model out",
+                    field=f"variants.{n}.model",
+                )
 
     def invalidate(self, shopper_id: str) -> int:
         dropped = self.cache.invalidate_shopper(shopper_id)
@@ -143,10 +229,21 @@ class PageService:
             self.cache.put(plan.key, result)
         self.metrics.cache_size.set(len(self.cache))
         self.metrics.page(result.trace, cached)
+        latency_ms = (time.perf_counter() - plan.started) * 1000
+        if self.exposures is not None:
+            ts = time.time()
+            self.exposures.record(
+                lambda: exposure_of(plan.page_id, plan.unit, plan.assignment, plan.request,
+                                    result, cached, latency_ms, ts)
+            )  # fmt: skip
         trace = result.trace
+        assignment = plan.assignment
         log.info(
             "page",
             extra={
+                "page_id": plan.page_id,
+                "experiment": assignment.experiment if assignment else None,
+                "variant": assignment.variant if assignment else None,
                 "shopper": trace.shopper
                 or pseudonymise(plan.request.shopper_id, self.settings.pseudonym_salt),
                 "kind": plan.request.kind.value,
@@ -157,6 +254,7 @@ class PageService:
                 "fallback_reason": trace.fallback_reason,
                 "sections": len(result.layout.sections),
                 "total_ms": trace.timings_ms.get("total"),
+                "latency_ms": round(latency_ms, 2),
             },
         )
 
@@ -194,36 +292,57 @@ class PageService:
 
     # -- entry points -----------------------------------------------------------------------
 
-    async def page(
-        self, request: PageRequest, caller: str | None = None
-    ) -> tuple[PageResult, bool]:
-        """A page and whether it came from the cache; ``caller`` is the API key's id."""
-        if (request.backend or self.settings.llm_backend) == BackendName.RULES:
+    async def page(self, request: PageRequest, caller: str | None = None) -> Served:
+        """A page, whether it came from the cache, and its id; ``caller`` is the API key's
+        id."""
+        started = time.perf_counter()
+        if self._rules_only(request):
             # No LLM gate to pass between planning and composing: one trip to a worker
             # thread instead of two.
-            return await self.in_thread(self._rules_page, request)
-        plan = await self.in_thread(self.plan, request)
+            return await self.in_thread(self._rules_page, request, started)
+        plan = await self.in_thread(self.plan, request, started)
         hit = self._lookup(plan)
         if hit is not None:
             self._finish(plan, hit, cached=True)
-            return hit, True
+            return Served(hit, True, plan)
         result = await self.queue.run(
             plan.backend,
-            lambda deadline, forced: self.compose_sync(request, plan.backend, deadline, forced),
+            lambda deadline, forced: self.compose_sync(
+                plan.request, plan.backend, deadline, forced
+            ),
             caller,
         )
         self._finish(plan, result, cached=False)
-        return result, False
+        return Served(result, False, plan)
 
-    def _rules_page(self, request: PageRequest) -> tuple[PageResult, bool]:
-        plan = self.plan(request)
+    def _rules_only(self, request: PageRequest) -> bool:
+        """Sure to be a rules page before planning: rules asked for, or the default with no
+        experiment arm that chooses a model."""
+        if request.backend is not None:
+            return request.backend == BackendName.RULES
+        if self.settings.llm_backend != BackendName.RULES:
+            return False
+        snapshot = self.experiments.snapshot if self.experiments is not None else None
+        return snapshot is None or not any(
+            v.backend not in (None, BackendName.RULES)
+            for e in snapshot.experiments
+            for v in e.variants
+        )
+
+    def _rules_page(self, request: PageRequest, started: float) -> Served:
+        plan = self.plan(request, started)
+        # An experiment file that gave an arm a model between the check and the plan: this
+        # one page is its rules page, without taking an LLM slot outside the queue.
+        forced = None if plan.backend == BackendName.RULES else "experiment changed; retry"
         hit = self._lookup(plan)
         if hit is not None:
             self._finish(plan, hit, cached=True)
-            return hit, True
-        result = self.compose_sync(request, plan.backend, self.settings.page_deadline_s, None)
+            return Served(hit, True, plan)
+        result = self.compose_sync(
+            plan.request, plan.backend, self.settings.page_deadline_s, forced
+        )
         self._finish(plan, result, cached=False)
-        return result, False
+        return Served(result, False, plan)
 
     async def stream(
         self, request: PageRequest, full_trace: bool = True, caller: str | None = None
@@ -237,14 +356,15 @@ class PageService:
         """
         if request.format == "json":  # the page event carries the page's HTML
             request = request.model_copy(update={"format": "both"})
-        plan = await self.in_thread(self.plan, request)
+        plan = await self.in_thread(self.plan, request, time.perf_counter())
+        request = plan.request
         hit = self._lookup(plan)
         if hit is not None:
-            items = await self.in_thread(self._replay, hit, request.locale, full_trace)
+            items = await self.in_thread(self._replay, hit, plan, full_trace)
             for item in items:
                 yield item
             self._finish(plan, hit, cached=True)
-            yield _done(hit, cached=True)
+            yield _done(hit, True, plan)
             return
 
         loop = asyncio.get_running_loop()
@@ -259,7 +379,7 @@ class PageService:
                 for event in self.events(request, plan.backend, deadline, forced):
                     if stop.is_set():
                         return
-                    put(self._item(event, request.locale, full_trace))
+                    put(self._item(event, plan, full_trace))
             except BaseException as exc:
                 put(exc)
             finally:
@@ -284,11 +404,12 @@ class PageService:
                 job.cancel()
         if result is not None:
             self._finish(plan, result, cached=False)
-            yield _done(result, cached=False)
+            yield _done(result, False, plan)
 
     # -- server-sent event payloads (worker thread) -----------------------------------------
 
-    def _item(self, event: PageEvent, locale: Locale, full_trace: bool) -> StreamItem:
+    def _item(self, event: PageEvent, plan: Plan, full_trace: bool) -> StreamItem:
+        locale = plan.request.locale
         if isinstance(event, RetrievalEvent):
             return StreamItem("retrieval", _json({"candidates": event.candidates}))
         if isinstance(event, SectionEvent):
@@ -296,10 +417,11 @@ class PageService:
             data = {"index": event.index, "section": event.layout, "html": html}
             return StreamItem("section", _json(data))
         result = event.result
-        body = for_caller(result.to_dict(include_html=True), full_trace)
+        body = plan.stamp(for_caller(result.to_dict(include_html=True), full_trace))
         return StreamItem("page", _json(body), result)
 
-    def _replay(self, result: PageResult, locale: Locale, full_trace: bool) -> list[StreamItem]:
+    def _replay(self, result: PageResult, plan: Plan, full_trace: bool) -> list[StreamItem]:
+        locale = plan.request.locale
         items = [StreamItem("retrieval", _json({"candidates": result.trace.candidates}))]
         for n, (layout_section, section) in enumerate(
             zip(result.layout.sections, result.page.sections, strict=True)
@@ -310,7 +432,7 @@ class PageService:
                 "html": self.services.renderer.render_section(section, locale),
             }
             items.append(StreamItem("section", _json(data)))
-        body = for_caller(result.to_dict(include_html=True), full_trace)
+        body = plan.stamp(for_caller(result.to_dict(include_html=True), full_trace))
         items.append(StreamItem("page", _json(body), result))
         return items
 
@@ -322,8 +444,9 @@ def _marked(events: Iterator[PageEvent], reason: str) -> Iterator[PageEvent]:
         yield event
 
 
-def _done(result: PageResult, cached: bool) -> StreamItem:
+def _done(result: PageResult, cached: bool, plan: Plan) -> StreamItem:
     data = {
+        "page_id": plan.page_id,
         "cache": "hit" if cached else "miss",
         "sections": len(result.layout.sections),
         "fallback": result.trace.fallback,

@@ -33,9 +33,21 @@ class EventsIn(BaseModel):
     shopper_id: Id
     product_ids: list[Id] = Field(default_factory=list, max_length=MAX_EVENTS_PER_CALL)
     product_id: Id | None = Field(None, validate_default=True)
-    kind: Literal["view", "cart", "purchase"] = "view"
+    kind: Literal["view", "click", "cart", "purchase"] = "view"
     timestamp: float | None = Field(
         None, ge=0, le=32503680000, description="Unix seconds; default: now."
+    )
+    page_id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="The served page the event came from (`page_id` of the page's answer).",
+    )
+    slot: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        validate_default=True,
+        description="The product's position on that page, 0-based in reading order.",
     )
 
     # On the later field, so that the error names it as data (pydantic's loc); product_ids
@@ -48,6 +60,15 @@ class EventsIn(BaseModel):
             raise ValueError("product_id or product_ids is required")
         if value is not None and several:
             raise ValueError("give product_id or product_ids, not both")
+        return value
+
+    @field_validator("slot")
+    @classmethod
+    def _slot_of_one_page_product(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("page_id") is None and "page_id" in info.data:
+            raise ValueError("a slot needs the page_id it is on")
+        if value is not None and info.data.get("product_ids"):
+            raise ValueError("a slot names one product: give product_id, not product_ids")
         return value
 
     def products(self) -> list[str]:
@@ -84,6 +105,11 @@ class PageOut(BaseModel):
     html: str | None = None
     trace: dict[str, Any]
     cache: Literal["hit", "miss"]
+    page_id: str = Field(
+        description="This served page's id: events name it (with `slot`) to be attributed."
+    )
+    experiment: str | None = Field(None, description="The experiment the page is in, if any.")
+    variant: str | None = Field(None, description="Its arm: a variant's name or `holdout`.")
 
 
 class PageLinkIn(BaseModel):
@@ -154,6 +180,16 @@ EventsBody = Annotated[
     Body(
         examples=[
             Example(summary="A view", value={"shopper_id": "196", "product_id": "1"}),
+            Example(
+                summary="A click on the third product of a served page",
+                value={
+                    "shopper_id": "196",
+                    "product_id": "50",
+                    "kind": "click",
+                    "page_id": "0f8b2c4a9d3e4f6a8b1c2d3e4f5a6b7c",
+                    "slot": 2,
+                },
+            ),
             Example(
                 summary="A purchase of two products at a given time",
                 value={

@@ -22,7 +22,9 @@ from composer.api.pages import PageService
 from composer.api.security.access import Access
 from composer.api.security.limits import WindowLimiter
 from composer.api.services import Services
+from composer.experiments import ExperimentRegistry, ExperimentWatch, ExposureLog
 from composer.settings import ApiSettings, Settings
+from retrieval.exposures import ExposureStore
 
 log = logging.getLogger("composer.api")
 T = TypeVar("T")
@@ -51,6 +53,8 @@ class ApiState:
         self.catalog: CatalogService | None = None
         self.load_error: str | None = None
         self.watcher: ModelWatcher | None = None
+        self.experiment_watch: ExperimentWatch | None = None
+        self.exposures: ExposureLog | None = None
         self._closed = False
         self._owns_services = services is None
         self._loader: threading.Thread | None = None
@@ -79,7 +83,22 @@ class ApiState:
 
     def _install(self, services: Services) -> None:
         queue = LLMQueue(self.settings, self.api, self.metrics, self.executor)
-        pages = PageService(services, self.api, self.metrics, queue, self.executor)
+        store = ExposureStore(services.store.engine)
+        conf = self.settings.experiments
+        registry = ExperimentRegistry(self.settings.resolved_experiments_dir())
+        if conf.exposure_log and not self._closed:
+            self.exposures = ExposureLog(
+                store, conf.flush_s, conf.batch_size, on_written=self.metrics.exposures_written
+            )
+        pages = PageService(
+            services, self.api, self.metrics, queue, self.executor, registry, self.exposures
+        )
+        registry.check = pages.check_experiment
+        if not self._closed:
+            self.experiment_watch = ExperimentWatch(
+                registry, store, conf.poll_s, conf.guardrail_check_s, self.metrics.experiments
+            )
+            self.experiment_watch.start()
         copy = CopyService(services, self.metrics, queue)
         catalog = CatalogService(services, pages.invalidate, self.store_executor)
         self.services, self.pages, self.copy = services, pages, copy
@@ -142,6 +161,13 @@ class ApiState:
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
+        if self.experiment_watch is not None:
+            self.experiment_watch.stop()
+            self.experiment_watch = None
+        if self.exposures is not None:
+            # Before the store closes: a clean stop loses no exposure.
+            self.exposures.close()
+            self.exposures = None
         with self._executor_lock:
             executors, self._executors = list(self._executors.values()), {}
         for executor in executors:

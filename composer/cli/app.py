@@ -17,6 +17,7 @@ from composer.cli import (
     access_cmd,
     bench_cmd,
     eval_cmd,
+    experiment_cmd,
     models_cmd,
     pages_cmd,
     serve_cmd,
@@ -33,7 +34,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (shop_cmd, models_cmd, pages_cmd, serve_cmd, topology_cmd, access_cmd, eval_cmd):
+for group in (
+    shop_cmd,
+    models_cmd,
+    pages_cmd,
+    serve_cmd,
+    topology_cmd,
+    access_cmd,
+    eval_cmd,
+    experiment_cmd,
+):
     app.add_typer(group.app)
 app.add_typer(bench_cmd.app, name="bench")
 

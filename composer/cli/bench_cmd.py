@@ -175,11 +175,18 @@ def bench_api(
             "settings: the server's) writes a new model version: failed requests, versions seen."
         ),
     ] = False,
+    exposure_cost: Annotated[
+        bool,
+        typer.Option(
+            help="Then rules pages/s with the exposure log off and on (servers of their own, "
+            "alternating twice): what logging every page costs."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate;
-    with --swap, a model swap under load."""
-    from composer.bench.api import run, run_swap, shoppers_with_events
+    with --swap, a model swap under load; with --exposure-cost, the exposure log's cost."""
+    from composer.bench.api import run, run_exposure_cost, run_swap, shoppers_with_events
     from composer.topology import ApiServer
 
     shoppers = shoppers_with_events(settings())
@@ -191,12 +198,16 @@ def bench_api(
         return report
 
     if url:
+        if exposure_cost:
+            raise UsageError("--exposure-cost starts servers of its own: leave out --url")
         if not key:
             raise UsageError("--url needs --key (or COMPOSER_API_KEY): an admin key of that server")
         report = measure(url.rstrip("/"), key)
     else:
         with ApiServer(workers) as server:
             report = measure(server.url, server.key)
+        if exposure_cost:
+            report["exposure_cost"] = run_exposure_cost(workers, rules_requests, shoppers)
     report["workers"] = workers if not url else None
     if json_out:
         print_json(report)
@@ -227,6 +238,14 @@ def bench_api(
     if swap:
         table("Model swap under load (rules pages, concurrency 16)", ["what", "value"],
               list(report["swap"].items()))  # fmt: skip
+    if exposure_cost:
+        cost = report["exposure_cost"]
+        table(
+            "Exposure log: rules pages/s off and on",
+            ["concurrency", "off", "on", "on/off"],
+            [[c, cost[c]["pages_per_s_off"], cost[c]["pages_per_s_on"], cost[c]["ratio_on_off"]]
+             for c in ("c1", "c16")],
+        )  # fmt: skip
 
 
 @app.command("llm")

@@ -5,15 +5,16 @@ A bad file is refused with its line and field; the caller keeps what it had."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from composer.errors import UsageError
+from composer.layout import PageKind
 from composer.settings import BackendName
 
 HOLDOUT = "holdout"
@@ -37,6 +38,9 @@ class Variant(BaseModel):
     backend: BackendName | None = None
     model: str | None = None
     max_sections: int | None = Field(default=None, ge=1, le=6)
+    # "shuffled": the page's products drawn in random order from retrieval's whole pool, a
+    # page without personal ranking (a control with a known disadvantage).
+    order: Literal["ranked", "shuffled"] = "ranked"
 
 
 class Guardrails(BaseModel):
@@ -47,6 +51,7 @@ class Guardrails(BaseModel):
     fallback_rate: float = Field(default=0.2, ge=0, le=1)
     p95_latency_ms: float = Field(default=10_000, gt=0)
     grounding_errors_per_page: float = Field(default=0.05, ge=0)
+    min_pages: int = Field(default=100, ge=1, description="pages a variant serves before judged")
 
 
 class Experiment(BaseModel):
@@ -57,11 +62,20 @@ class Experiment(BaseModel):
     variants: list[Variant] = Field(min_length=2)
     holdout: float = Field(default=0.0, ge=0, le=0.5, description="share served the rules page")
     primary_metric: Metric = Metric.CLICK_THROUGH
+    kinds: list[PageKind] = Field(default_factory=lambda: list(PageKind), min_length=1)
+    # The sequential test: its error rate, and the relative effect its mixture is scaled to.
+    alpha: float = Field(default=0.05, gt=0, le=0.2)
+    minimum_effect: float = Field(default=0.1, gt=0, le=10)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     start: datetime | None = None
     stop: datetime | None = None
     # Pseudonyms pinned to a variant for QA: they see it, and their pages are not analysed.
     overrides: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("start", "stop")
+    @classmethod
+    def _in_utc(cls, moment: datetime | None) -> datetime | None:
+        return _aware(moment)
 
     @field_validator("variants")
     @classmethod
@@ -91,6 +105,34 @@ class Experiment(BaseModel):
     @property
     def assignment_salt(self) -> str:
         return self.salt or self.name
+
+    @property
+    def control(self) -> Variant:
+        """The first variant: the others are compared with it."""
+        return self.variants[0]
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def live(self, now: datetime) -> bool:
+        """``now`` with a zone (``datetime.now(UTC)``)."""
+        return (self.start is None or self.start <= now) and (self.stop is None or now < self.stop)
+
+    def overlaps(self, other: Experiment) -> bool:
+        """Both could serve the same page: a page kind in common and a time in common."""
+        if not set(self.kinds) & set(other.kinds):
+            return False
+        far_past, far_future = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+        start = max(_aware(self.start) or far_past, _aware(other.start) or far_past)
+        stop = min(_aware(self.stop) or far_future, _aware(other.stop) or far_future)
+        return start < stop
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Times without a zone are UTC (YAML's timestamps without one are)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

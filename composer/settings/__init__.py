@@ -5,6 +5,7 @@ layer: ``Settings`` (root), ``api``, ``vllm``, ``words``, and the backends' name
 """
 
 from composer.settings.api import ApiKeyConfig, ApiSettings, Scope
+from composer.settings.experiments import ExperimentSettings
 from composer.settings.llm import DEFAULT_MODEL, BackendName, resolved_dtype
 from composer.settings.root import DEFAULT_PSEUDONYM_SALT, Settings
 from composer.settings.vllm import VLLMSettings
@@ -16,6 +17,7 @@ __all__ = [
     "ApiKeyConfig",
     "ApiSettings",
     "BackendName",
+    "ExperimentSettings",
     "Scope",
     "Settings",
     "VLLMSettings",

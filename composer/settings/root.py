@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from composer.settings.api import ApiSettings
+from composer.settings.experiments import ExperimentSettings
 from composer.settings.llm import DEFAULT_MODEL, BackendName
 from composer.settings.vllm import VLLMSettings
 from composer.settings.words import WordSettings
@@ -117,6 +118,7 @@ class Settings(BaseSettings):
     )
     words: WordSettings = WordSettings()
     api: ApiSettings = ApiSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
     mf: MFParams = MFParams()
     fusion: FusionParams = FusionParams()
 
@@ -135,6 +137,9 @@ class Settings(BaseSettings):
                 "shop_profile": None,
             }
         )
+
+    def resolved_experiments_dir(self) -> Path:
+        return self.experiments.dir or self.artifacts_dir / "experiments"
 
     def resolved_profile_path(self) -> Path:
         return self.shop_profile or self.artifacts_dir / "shop.yaml"

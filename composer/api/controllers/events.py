@@ -33,8 +33,11 @@ class EventController(Controller):
     async def record_events(
         self, request: Request, data: EventsBody, api: Api, catalog: Catalog
     ) -> EventsOut:
-        """Views, cart adds and purchases, written in one transaction before the answer. The
-        shopper's next page folds them in; any cached page of theirs is invalidated.
+        """Views, clicks, cart adds and purchases, written in one transaction before the
+        answer. The shopper's next page folds them in; any cached page of theirs is
+        invalidated. ``page_id`` and ``slot`` say which served page and product position an
+        event came from: experiments attribute it there (a cart or purchase without them goes
+        to the shopper's last page within the attribution window).
 
         An event time may not lie further ahead than a small clock skew (a far-future event
         would stay a shopper's latest forever); an event identical to a recorded one is
@@ -53,7 +56,10 @@ class EventController(Controller):
         api.events_per_key.take(key.id if key else "-", len(products))
         api.events_per_shopper.take(data.shopper_id, len(products))
         kind = EventKind(data.kind)
-        events = [Interaction(data.shopper_id, pid, kind, ts) for pid in products]
+        events = [
+            Interaction(data.shopper_id, pid, kind, ts, page_id=data.page_id, slot=data.slot)
+            for pid in products
+        ]
         try:
             ids, dropped = await catalog.record(data.shopper_id, events)
         except UnknownProductError as exc:

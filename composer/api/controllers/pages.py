@@ -51,8 +51,8 @@ class PageController(Controller):
     async def create_page(
         self, request: Request, data: PageBody, api: Api, pages: Pages
     ) -> Response[PageOut]:
-        if data.backend is not None or data.prompt is not None:
-            require(request, Scope.ADMIN, "choosing a backend or prompt")
+        if data.backend is not None or data.prompt is not None or data.order != "ranked":
+            require(request, Scope.ADMIN, "choosing a backend, prompt or order")
         key = caller(request)
         if key is not None:
             api.requests_per_key.take(key.id)
@@ -60,10 +60,12 @@ class PageController(Controller):
         who = key.id if key is not None else None
         if request.accept.best_match(["application/json", SSE], "application/json") == SSE:
             return await _event_stream(pages, data, full, who)  # type: ignore[return-value]
-        result, cached = await pages.page(data, who)
-        body = for_caller(result.to_dict(include_html=data.format != "json"), full)
-        body["cache"] = "hit" if cached else "miss"
-        return Response(body, headers={**NO_STORE, "X-Cache": body["cache"]})  # type: ignore[arg-type]
+        served = await pages.page(data, who)
+        body = for_caller(served.result.to_dict(include_html=data.format != "json"), full)
+        served.plan.stamp(body)
+        body["cache"] = "hit" if served.cached else "miss"
+        headers = {**NO_STORE, "X-Cache": body["cache"], "X-Page-Id": served.page_id}
+        return Response(body, headers=headers)  # type: ignore[arg-type]
 
     @get(
         "/pages/{shopper_id:str}",
@@ -93,7 +95,7 @@ class PageController(Controller):
             shopper_id=shopper_id, kind=kind, query=q, locale=locale, format="html"
         )
         key = caller(request)  # a link or session has no key: the shopper's own page
-        result, cached = await pages.page(page_request, key.id if key is not None else None)
+        served = await pages.page(page_request, key.id if key is not None else None)
         cookies = []
         expires = request.scope.get("state", {}).get(LINK_EXPIRES)
         if expires is not None:
@@ -109,9 +111,13 @@ class PageController(Controller):
                 )
             )
         return Response(
-            result.html or "",
+            served.result.html or "",
             media_type=MediaType.HTML,
-            headers={**NO_STORE, "X-Cache": "hit" if cached else "miss"},
+            headers={
+                **NO_STORE,
+                "X-Cache": "hit" if served.cached else "miss",
+                "X-Page-Id": served.page_id,
+            },
             cookies=cookies,
         )
 
