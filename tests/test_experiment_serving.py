@@ -225,3 +225,19 @@ def test_the_exposure_log_can_be_turned_off(
     with KeyedClient(_app(ml_shop, tmp_path / "none", exposure_log=logging)) as client:
         page = client.post("/v1/pages", json={"shopper_id": "3", "seed": 99}).json()
     assert (page["page_id"] in store.by_id([page["page_id"]])) is logging
+
+
+def test_a_shuffled_page_draws_from_the_whole_pool_and_stays_the_same_per_shopper(
+    ml_shop: BuiltShop, tmp_path: Path
+) -> None:
+    with KeyedClient(_app(ml_shop, tmp_path / "none")) as client:
+
+        def products(order: str, format: str = "json") -> list[str]:
+            body = {"shopper_id": "7", "order": order, "seed": 5, "format": format}
+            page = client.post("/v1/pages", json=body).json()
+            return [c["product_id"] for c in page["trace"]["candidates"]]
+
+        ranked, shuffled = products("ranked"), products("shuffled")
+        assert len(set(ranked) - set(shuffled)) >= len(ranked) // 2
+        # The same page on every view (another format: not the cached answer).
+        assert products("shuffled", "both") == shuffled

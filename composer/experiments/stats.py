@@ -16,6 +16,8 @@ NAN = float("nan")
 # estimate can be near 0 (every one of three shoppers clicked nothing) and the test would
 # reject on noise. Below this many units per arm it does not test.
 MIN_UNITS = 30
+# Far below alpha: the check runs at every look, and a real mismatch is rarely subtle.
+SRM_THRESHOLD = 0.001
 
 
 @dataclass(frozen=True)
@@ -158,10 +160,9 @@ class SampleRatio:
 
 
 def sample_ratio_check(
-    observed: Mapping[str, int], weights: Mapping[str, float], threshold: float = 0.001
+    observed: Mapping[str, int], weights: Mapping[str, float], threshold: float = SRM_THRESHOLD
 ) -> SampleRatio:
-    """Pearson chi-square of units per arm against the configured split. A threshold far
-    below alpha: the check runs at every look, and a true mismatch is rarely subtle."""
+    """Pearson chi-square of units per arm against the configured split."""
     arms = [a for a in weights if weights[a] > 0]
     total_weight = sum(weights[a] for a in arms)
     shares = {a: weights[a] / total_weight for a in arms} if total_weight else {}
