@@ -181,8 +181,8 @@ def simulate(
     html: HtmlOpt = None,
 ) -> None:
     """Drive the real API with synthetic shoppers whose clicks come from their held-out
-    purchases: A/A runs (the false-positive rate of the sequential test) and an A/B run
-    (ranked against shuffled pages: the pages needed to tell them apart)."""
+    purchases: an A/B run (ranked against shuffled pages: the pages needed to tell them
+    apart), then A/A runs (the false-positive rate of the sequential test)."""
     from composer.experiments.simulator import simulate as run_simulation
 
     s = settings()

@@ -9,10 +9,10 @@ at with probability ``examine ** k``. A click on a later-bought product is put i
 (naming page and slot) with ``p_cart``, and bought with ``p_buy`` in a purchase that names no
 page, which attribution gives to the shopper's last page.
 
-A/A: two identical arms under a fresh salt, run after run; the share of runs the sequential
-test calls different is its false-positive rate. A/B: retrieval's ranking against the same
-page in shuffled order (products drawn at random from retrieval's pool), until the test
-decides or the page budget runs out; the pages it took are ``pages_needed``.
+A/B first: retrieval's ranking against the same page in shuffled order (products drawn at
+random from retrieval's pool), until the test decides or the page budget runs out; the pages
+it took are ``pages_needed``. Then A/A: two identical arms under a fresh salt, run after
+run; the share of runs the sequential test calls different is its false-positive rate.
 
 Pages are rules pages: the statistics do not depend on who wrote the words, and on a CPU the
 LLM would make a run of thousands of pages take hours.
@@ -307,7 +307,7 @@ def simulate(
     log: Path | None = None,
     on_run: Callable[[str, RunResult], None] | None = None,
 ) -> dict[str, Any]:
-    """A/A runs, then one A/B run, against an API server of the simulated world."""
+    """One A/B run, then A/A runs, against an API server of the simulated world."""
     from composer.topology.api_server import ApiServer
     from composer.topology.process import shop_env
 
@@ -332,17 +332,21 @@ def simulate(
     aa: list[RunResult] = []
     with ApiServer(workers, env, log=log, key_id="simulator") as server:
         driver = Driver(server.url, server.key, world, clicks, seed)
-        for n in range(aa_runs):
-            run = run_one(driver, world, f"sim-aa-{stamp}-{n}", "ranked", aa_pages)
-            aa.append(run)
-            if on_run is not None:
-                on_run("aa", run)
+        # The A/B run first, on the store as the split left it: the runs' own purchases
+        # become history, and a bought product leaves the shopper's pages, so a run after
+        # many others would find less left for ranking to win with. A/A runs have no
+        # difference to lose.
         ab = run_one(
             driver, world, f"sim-ab-{stamp}", "shuffled", ab_pages, chunk,
             stop_when=lambda r: r["comparisons"][0]["significant"],
         )  # fmt: skip
         if on_run is not None:
             on_run("ab", ab)
+        for n in range(aa_runs):
+            run = run_one(driver, world, f"sim-aa-{stamp}-{n}", "ranked", aa_pages)
+            aa.append(run)
+            if on_run is not None:
+                on_run("aa", run)
         (world.settings.resolved_experiments_dir() / EXPERIMENT_FILE).unlink(missing_ok=True)
     alpha = Experiment.model_fields["alpha"].default
     false_positives = sum(r.comparison["significant"] for r in aa)
