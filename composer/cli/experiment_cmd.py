@@ -176,6 +176,14 @@ def simulate(
         int, typer.Option(min=100, help="Most page views of the A/B run (it stops on a decision).")
     ] = 4000,
     workers: Annotated[int, typer.Option(min=1, help="API server processes.")] = 2,
+    min_events: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            help="Shoppers with at least this many events are simulated (their latest 20% "
+            "held out); lower it for a shop of few events per shopper.",
+        ),
+    ] = 5,
     seed: Annotated[int, typer.Option(help="The shoppers' random seed.")] = 7,
     json_out: JsonOpt = False,
     html: HtmlOpt = None,
@@ -197,7 +205,7 @@ def simulate(
     log = s.artifacts_dir / "logs" / "simulate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     found = run_simulation(s, aa_runs, aa_pages, ab_pages, workers=workers, seed=seed,
-                           log=log, on_run=progress)  # fmt: skip
+                           min_events=min_events, log=log, on_run=progress)  # fmt: skip
     if html is not None:
         from composer.experiments.html_report import render_html
 

@@ -68,13 +68,17 @@ class World:
     relevant: dict[str, frozenset[str]]  # shopper -> products they bought later
 
 
-def prepare_world(settings: Settings, folder: Path, fraction: float = 0.2) -> World:
-    """The shop with each shopper's latest ``fraction`` of events held out (kept from the
-    last call when the shop has not changed since)."""
+def prepare_world(
+    settings: Settings, folder: Path, fraction: float = 0.2, min_events: int = 5
+) -> World:
+    """The shop with the latest ``fraction`` of the events of each shopper with at least
+    ``min_events`` held out (kept from the last call when the shop has not changed since)."""
     with closing(open_store(settings)) as source:
         events = source.all_events()
         products = source.products()
-    signature = f"{settings.resolved_database_url()}|{len(events)}|{len(products)}|{fraction}"
+    signature = (
+        f"{settings.resolved_database_url()}|{len(events)}|{len(products)}|{fraction}|{min_events}"
+    )
     marker = folder / "world.json"
     world_settings = settings.for_shop_folder(folder)
     if marker.exists() and (folder / PRISTINE).exists():
@@ -83,7 +87,7 @@ def prepare_world(settings: Settings, folder: Path, fraction: float = 0.2) -> Wo
             _restore(folder)
             relevant = {k: frozenset(v) for k, v in saved["relevant"].items()}
             return World(folder, world_settings, relevant)
-    split = temporal_split(events, fraction)
+    split = temporal_split(events, fraction, min_events)
     if not split.test:
         raise SimulationError("no shopper has enough events to hold some out; ingest more")
     shutil.rmtree(folder, ignore_errors=True)
@@ -304,6 +308,7 @@ def simulate(
     workers: int = 2,
     seed: int = 7,
     clicks: ClickModel = ClickModel(),
+    min_events: int = 5,
     log: Path | None = None,
     on_run: Callable[[str, RunResult], None] | None = None,
 ) -> dict[str, Any]:
@@ -312,7 +317,7 @@ def simulate(
     from composer.topology.process import shop_env
 
     t0 = time.perf_counter()
-    world = prepare_world(settings, settings.artifacts_dir / "simulation")
+    world = prepare_world(settings, settings.artifacts_dir / "simulation", min_events=min_events)
     # A file a killed run left behind would be taken by the server as it starts.
     (world.settings.resolved_experiments_dir() / EXPERIMENT_FILE).unlink(missing_ok=True)
     env = shop_env(
@@ -354,6 +359,7 @@ def simulate(
     return {
         "shop": str(settings.artifacts_dir),
         "shoppers": len(world.relevant),
+        "min_events": min_events,
         "click_model": vars(clicks),
         "aa": {
             "runs": len(aa),
