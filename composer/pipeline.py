@@ -528,7 +528,9 @@ def _generate(
 def _shuffle_seed(request: PageRequest) -> int:
     """Fixed by the shopper (or session) and the request's seed: a shuffled page is the
     same page on every view, like a ranked one."""
-    who = request.shopper_id or request.session_id or ",".join(request.recent_items)
+    # Not the session id: it is not part of the page cache's key, so two sessions with the
+    # same recent items share a page (and its order).
+    who = request.shopper_id or ",".join(request.recent_items)
     salt = f"{who}:{request.seed or 0}:{request.kind.value}:{request.query or ''}"
     return int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "big")
 

@@ -10,12 +10,13 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from retrieval.records import EventKind
-from retrieval.store import events_table, metadata
+from retrieval.store import events_table, meta_table, metadata
 
 exposures_table = sa.Table(
     "exposures",
@@ -106,11 +107,12 @@ class ExposureStore:
         self.engine = engine
 
     def add(self, exposures: Sequence[Exposure]) -> None:
-        """Write a batch in one transaction (a page id already written is an error)."""
+        """Write a batch in one transaction; a page id already written is left as it was (a
+        batch retried after a commit whose answer was lost writes nothing twice)."""
         if not exposures:
             return
         with self.engine.begin() as conn:
-            conn.execute(exposures_table.insert(), [_values(e) for e in exposures])
+            conn.execute(_insert_new(self.engine, exposures_table), [_values(e) for e in exposures])
 
     def count(self) -> int:
         with self.engine.connect() as conn:
@@ -173,35 +175,57 @@ class ExposureStore:
     # -- pauses -----------------------------------------------------------------------------
 
     def pause(self, experiment: str, variant: str, reason: str) -> bool:
-        """Record a pause; False if the variant was paused already (the first reason stays)."""
+        """Record a pause; False if the variant was paused already (the first reason stays;
+        several server processes may find the same breach at once)."""
+        row = {"experiment": experiment, "variant": variant, "ts": time.time(), "reason": reason}
         with self.engine.begin() as conn:
-            known = conn.execute(
-                sa.select(pauses_table.c.ts).where(
-                    pauses_table.c.experiment == experiment, pauses_table.c.variant == variant
+            done = conn.execute(_insert_new(self.engine, pauses_table), row)
+        return done.rowcount > 0
+
+    def resumed_at(self, experiment: str, variant: str) -> float:
+        """When the variant was last resumed (0: never): its guardrails judge pages after."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(meta_table.c.value).where(
+                    meta_table.c.key == _resumed_key(experiment, variant)
                 )
-            ).first()
-            if known is not None:
-                return False
-            conn.execute(
-                pauses_table.insert().values(
-                    experiment=experiment, variant=variant, ts=time.time(), reason=reason
-                )
-            )
-        return True
+            ).scalar()
+        return float(value) if value is not None else 0.0
 
     def resume(self, experiment: str, variant: str) -> bool:
+        key = _resumed_key(experiment, variant)
         with self.engine.begin() as conn:
             gone = conn.execute(
                 pauses_table.delete().where(
                     pauses_table.c.experiment == experiment, pauses_table.c.variant == variant
                 )
             )
+            if gone.rowcount > 0:
+                conn.execute(meta_table.delete().where(meta_table.c.key == key))
+                conn.execute(meta_table.insert().values(key=key, value=repr(time.time())))
         return gone.rowcount > 0
 
     def pauses(self) -> list[Pause]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(pauses_table).order_by(pauses_table.c.ts))
             return [Pause(r.experiment, r.variant, r.ts, r.reason) for r in rows]
+
+
+def _resumed_key(experiment: str, variant: str) -> str:
+    return f"experiment_resumed:{experiment}:{variant}"
+
+
+def _insert_new(engine: Engine, table: sa.Table) -> Any:
+    """INSERT that leaves rows whose key exists alone (SQLite and PostgreSQL say it alike)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return table.insert()
 
 
 def _values(e: Exposure) -> dict[str, object]:

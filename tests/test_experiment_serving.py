@@ -191,30 +191,36 @@ def test_a_guardrail_breach_pauses_the_variant_and_metrics_say_so(
     ml_shop: BuiltShop, tmp_path: Path
 ) -> None:
     folder = tmp_path / "experiments"
-    strict = GOOD.replace("holdout: 0.1\n", "") + (
+    strict = GOOD.replace("holdout: 0.1\n", "").replace("headline-test", "strict") + (
         "guardrails:\n  p95_latency_ms: 0.001\n  min_pages: 5\n"
     )
     write(folder, "strict.yaml", strict)
     app = _app(ml_shop, folder, guardrail_check_s=0.1)
     with KeyedClient(app) as client:
         _wait_for(lambda: client.get("/v1/experiments").json()["experiments"])
-        variants = set()
+        arm_of = {}
         for n in range(100, 140):
-            variants.add(client.post("/v1/pages", json={"shopper_id": str(n)}).json()["variant"])
-        assert variants == {"control", "short"}
-        _wait_for(lambda: len(client.get("/v1/experiments").json()["paused"]) == 2)
+            page = client.post("/v1/pages", json={"shopper_id": str(n)}).json()
+            arm_of[str(n)] = page["variant"]
+        assert set(arm_of.values()) == {"control", "short"}
+        # Every page is past the limit, but only the treatment is paused: the control is
+        # what a paused arm falls back to.
+        _wait_for(lambda: len(client.get("/v1/experiments").json()["paused"]) == 1)
         paused = client.get("/v1/experiments").json()["paused"]
-        assert {p["variant"] for p in paused} == {"control", "short"}
+        assert [p["variant"] for p in paused] == ["short"]
         assert "p95_latency_ms" in paused[0]["reason"]
-        assert metric(client, "composer_experiment_variant_paused") == 2
-        # Paused: the shoppers get the control's page, not analysed.
-        page = client.post("/v1/pages", json={"shopper_id": "150"}).json()
+        assert metric(client, "composer_experiment_variant_paused") == 1
+        # Paused: its shoppers get the control's page, not analysed.
+        short = next(who for who, arm in arm_of.items() if arm == "short")
+        page = client.post("/v1/pages", json={"shopper_id": short}).json()
         assert page["variant"] == "control"
     pauses = ExposureStore(ml_shop.store.engine)
     found = pauses.by_id([page["page_id"]])[page["page_id"]]
     assert not found.analysed
-    for p in pauses.pauses():
-        pauses.resume(p.experiment, p.variant)
+    # Resumed, it is judged on its pages from then on: the old ones do not pause it again.
+    assert pauses.resume("strict", "short")
+    assert pauses.resumed_at("strict", "short") > found.ts
+    assert not pauses.resume("strict", "short")
 
 
 @pytest.mark.parametrize("logging", [True, False])

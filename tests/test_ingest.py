@@ -149,7 +149,8 @@ BAD_EVENTS = {
     ),
     "bad kind": (
         "shopper_id,product_id,timestamp,kind\ns1,p1,1700000000,like\n",
-        "line 2, field 'kind': unknown kind 'like'; use one of: view, cart, purchase, rating",
+        "line 2, field 'kind': unknown kind 'like'; use one of: view, click, cart, purchase, "
+        "rating",
     ),
     "bad json line": (
         '{"shopper_id": "s1", "product_id": "p1", "timestamp": 1}\n{"shopper_id": \n',

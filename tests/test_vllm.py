@@ -283,6 +283,7 @@ def test_sse_stream_from_vllm_has_sections_in_order(
         s["headline"] for s in page["layout"]["sections"]
     ]
     assert events[-1][1] == {
+        "page_id": page["page_id"],
         "cache": "miss",
         "sections": len(sections),
         "fallback": False,

@@ -38,7 +38,8 @@ def page_key(
     model: str,
     model_version: str = "",
 ) -> PageKey:
-    # The session id only chooses an experiment's arm, whose settings are fields already.
+    # The session id only chooses an experiment's arm, whose settings are fields already
+    # (and the shuffled order's seed does not read it).
     fields = request.model_dump(mode="json", exclude={"backend", "prompt", "session_id"})
     return (
         request.shopper_id,

@@ -195,7 +195,15 @@ class PageService:
         """What an experiment file cannot know: that its prompts are servable page prompts
         and its models the ones this service serves (UsageError naming the field)."""
         servable = self.services.prompts.servable("pages")
+        backends = {BackendName.RULES, self.settings.llm_backend}
         for n, variant in enumerate(experiment.variants):
+            if variant.backend is not None and variant.backend not in backends:
+                raise UsageError(
+                    f"experiment {experiment.name!r}, field 'variants.{n}.backend': "
+                    f"{variant.backend.value!r} is not served here; use "
+                    f"{' or '.join(sorted(b.value for b in backends))}",
+                    field=f"variants.{n}.backend",
+                )
             if variant.prompt is not None and variant.prompt not in servable:
                 raise UsageError(
                     f"experiment {experiment.name!r}, field 'variants.{n}.prompt': "
@@ -296,7 +304,7 @@ class PageService:
         """A page, whether it came from the cache, and its id; ``caller`` is the API key's
         id."""
         started = time.perf_counter()
-        if self._rules_only(request):
+        if self._rules_only(request, self.settings.llm_backend):
             # No LLM gate to pass between planning and composing: one trip to a worker
             # thread instead of two.
             return await self.in_thread(self._rules_page, request, started)
@@ -315,32 +323,21 @@ class PageService:
         self._finish(plan, result, cached=False)
         return Served(result, False, plan)
 
-    def _rules_only(self, request: PageRequest) -> bool:
-        """Sure to be a rules page before planning: rules asked for, or the default with no
-        experiment arm that chooses a model."""
-        if request.backend is not None:
-            return request.backend == BackendName.RULES
-        if self.settings.llm_backend != BackendName.RULES:
-            return False
-        snapshot = self.experiments.snapshot if self.experiments is not None else None
-        return snapshot is None or not any(
-            v.backend not in (None, BackendName.RULES)
-            for e in snapshot.experiments
-            for v in e.variants
-        )
+    @staticmethod
+    def _rules_only(request: PageRequest, served: BackendName) -> bool:
+        """Sure to be a rules page before planning: rules asked for, or served (an
+        experiment's arm may name only the served backend or rules)."""
+        return (request.backend or served) == BackendName.RULES
 
     def _rules_page(self, request: PageRequest, started: float) -> Served:
+        # Only called where every arm is a rules page (an arm may name only the served
+        # backend or rules, and the served one is rules here).
         plan = self.plan(request, started)
-        # An experiment file that gave an arm a model between the check and the plan: this
-        # one page is its rules page, without taking an LLM slot outside the queue.
-        forced = None if plan.backend == BackendName.RULES else "experiment changed; retry"
         hit = self._lookup(plan)
         if hit is not None:
             self._finish(plan, hit, cached=True)
             return Served(hit, True, plan)
-        result = self.compose_sync(
-            plan.request, plan.backend, self.settings.page_deadline_s, forced
-        )
+        result = self.compose_sync(plan.request, plan.backend, self.settings.page_deadline_s, None)
         self._finish(plan, result, cached=False)
         return Served(result, False, plan)
 
@@ -361,9 +358,9 @@ class PageService:
         hit = self._lookup(plan)
         if hit is not None:
             items = await self.in_thread(self._replay, hit, plan, full_trace)
+            self._finish(plan, hit, cached=True)
             for item in items:
                 yield item
-            self._finish(plan, hit, cached=True)
             yield _done(hit, True, plan)
             return
 
@@ -396,6 +393,9 @@ class PageService:
                     raise got
                 if got.result is not None:
                     result = got.result
+                    # Logged as the page goes out: a client that leaves after the `page`
+                    # event has seen it, and its clicks name it.
+                    self._finish(plan, result, cached=False)
                 yield got
             await job
         finally:
@@ -403,7 +403,6 @@ class PageService:
             if not job.done():
                 job.cancel()
         if result is not None:
-            self._finish(plan, result, cached=False)
             yield _done(result, False, plan)
 
     # -- server-sent event payloads (worker thread) -----------------------------------------

@@ -22,6 +22,7 @@ import numpy as np
 from composer.experiments.guardrails import breaches, health
 from composer.experiments.spec import HOLDOUT, Experiment, Metric
 from composer.experiments.stats import (
+    MIN_UNITS,
     Estimate,
     ratio_estimate,
     sample_ratio_check,
@@ -32,7 +33,20 @@ from retrieval.profile import pseudonymise
 from retrieval.records import EventKind
 from retrieval.store import Store
 
-LOOKS = 40  # points on the way the sequential test is shown (and run) at
+
+def look_schedule(pages: int) -> list[int]:
+    """The page counts the sequential test looks at: fixed from the experiment's start (every
+    100 pages to 10,000, every 1,000 to 100,000, then every 10,000), so a look a reader saw
+    on an earlier day is the same look, with the same data, in every later report."""
+    counts, step, n = [], 100, 100
+    while n <= pages:
+        counts.append(n)
+        if n >= 100 * step:
+            step *= 10
+        n += step
+    return counts
+
+
 SLOTS_SHOWN = 12
 
 
@@ -118,9 +132,18 @@ def attribute(
             if found is None:
                 continue  # another experiment's page, or none's
             n = found
+            shown = pages[n]
+            # A page id is the caller's word: the event must be its shopper's, after it and
+            # within the window (a session's page has no shopper to check).
+            foreign = not shown.unit.startswith("session:") and (
+                unit_of_shopper(o.shopper_id) != shown.unit
+            )
+            if foreign or not shown.ts <= o.ts <= shown.ts + window_s:
+                unattributed += 1
+                continue
             slot = o.slot if o.slot is not None else -1
-            shown = pages[n].products
-            if slot >= len(shown) or (slot >= 0 and shown[slot] != o.product_id):
+            products = shown.products
+            if slot >= len(products) or (slot >= 0 and products[slot] != o.product_id):
                 slot = -1  # a slot that does not hold this product on that page
             rows.append((n, o.ts, kind, value, slot))
             with_page += 1
@@ -200,6 +223,19 @@ def _slots(data: _Pages, arm: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _tau(looks: list[tuple[Estimate, Estimate]], minimum_effect: float) -> float | None:
+    """``minimum_effect`` times the pooled value at the first look where both arms have
+    MIN_UNITS units and the metric is not 0 (None before: nothing is tested yet)."""
+    for control, treatment in looks:
+        pages = control.pages + treatment.pages
+        if min(control.units, treatment.units) < MIN_UNITS or pages <= 0:
+            continue
+        total = sum(e.value * e.pages for e in (control, treatment) if np.isfinite(e.value))
+        if total > 0:
+            return minimum_effect * total / pages
+    return None
+
+
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
@@ -215,8 +251,15 @@ def report(
     now: datetime | None = None,
     unit_pages: Mapping[str, Sequence[tuple[float, str]]] | None = None,
 ) -> dict[str, Any]:
-    """The report as plain data (the CLI prints it, writes it as JSON or HTML)."""
+    """The report as plain data (the CLI prints it, writes it as JSON or HTML).
+
+    Once an arm is paused its new shoppers see the control's page, so from then on the arms
+    no longer get the split they were given: every arm is analysed up to the first pause."""
     now = now or datetime.now(UTC)
+    mine = [p for p in pauses if p.experiment == experiment.name]
+    cutoff = min((p.ts for p in mine), default=None)
+    if cutoff is not None:
+        exposures = [e for e in exposures if e.ts <= cutoff]
     data, attribution = attribute(
         experiment, exposures, outcomes, prices, unit_of_shopper, window_s, unit_pages
     )
@@ -285,6 +328,9 @@ def report(
         "control": experiment.control.name,
         "units": len(data.units),
         "pages": int(data.ts.size),
+        "analysed_until": (
+            None if cutoff is None else datetime.fromtimestamp(cutoff, UTC).isoformat()
+        ),
         "arms": arms_out,
         "comparisons": comparisons,
         "srm": {
@@ -339,21 +385,25 @@ def report_from_store(
 def _compare(
     experiment: Experiment, data: _Pages, values: np.ndarray, arm: int, until: float
 ) -> dict[str, Any]:
-    """Arm ``arm`` against the control (arm 0) on the primary metric, sequentially: the
-    test is run at LOOKS points in time so that what a reader saw on an earlier day stays
-    what the test says (its p-value only falls, its interval only narrows)."""
-    start = float(data.ts.min()) if data.ts.size else 0.0
-    points = np.linspace(start, until, LOOKS + 1)[1:] if data.ts.size else np.array([0.0])
+    """Arm ``arm`` against the control (arm 0) on the primary metric, sequentially, at the
+    looks of :func:`look_schedule` and now. The mixture's scale is fixed once, at the first
+    look where both arms have enough units, so earlier looks never change: the p-value a
+    reader saw only falls, the interval only narrows."""
+    times = [float(data.ts[n - 1]) for n in look_schedule(int(data.ts.size))]
+    if not times or times[-1] < until:
+        times.append(until)
     looks = []
-    for t in points:
+    for t in times:
         # Outcomes up to each look, too: what was known then.
-        at = _per_page(data, experiment.primary_metric, float(t))
-        looks.append((_estimate(data, at, 0, float(t)), _estimate(data, at, arm, float(t))))
-    result = sequential_test(looks, experiment.alpha, minimum_effect=experiment.minimum_effect)
+        at = _per_page(data, experiment.primary_metric, t)
+        looks.append((_estimate(data, at, 0, t), _estimate(data, at, arm, t)))
+    result = sequential_test(looks, experiment.alpha, tau=_tau(looks, experiment.minimum_effect))
     name, control = data.arms[arm], data.arms[0]
+    # The sign of the interval that excluded 0, not of the latest point estimate.
+    better = result.lower > 0 if result.lower > 0 or result.upper < 0 else result.difference > 0
     if not result.significant:
         decision = f"no difference shown yet between {name} and {control}"
-    elif result.difference > 0:
+    elif better:
         decision = f"{name} is better than {control}"
     else:
         decision = f"{name} is worse than {control}"

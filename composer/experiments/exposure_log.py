@@ -49,19 +49,25 @@ class ExposureLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
+        self._failing = False
         self._thread = threading.Thread(target=self._run, name="composer-exposures", daemon=True)
         self._thread.start()
 
     def record(self, pending: Pending) -> None:
         self._pending.append(pending)
-        if len(self._pending) >= self.batch_size:
+        if len(self._pending) >= self.batch_size and not self._failing:
             self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # After a failed write, wait the whole interval: a store that is down is not
+            # asked again on every page.
             self._wake.wait(self.flush_s)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any one batch
+                log.exception("exposure log flush failed")
 
     def flush(self) -> int:
         """Write everything pending now; how many were written."""
@@ -80,10 +86,16 @@ class ExposureLog:
                 except Exception as exc:
                     self._requeue(batch, exc)
                     return done
+                if self._failing:
+                    log.info("exposures written again", extra={"pending": len(self._pending)})
+                self._failing = False
                 done += len(batch)
                 self.written += len(batch)
                 if self.on_written is not None:
-                    self.on_written(batch)
+                    try:
+                        self.on_written(batch)
+                    except Exception:  # counting is not worth a lost batch
+                        log.exception("exposure metrics failed")
         return done
 
     def _requeue(self, batch: list[Exposure], exc: Exception) -> None:
@@ -92,6 +104,9 @@ class ExposureLog:
         for _ in range(max(excess, 0)):
             self._pending.popleft()
         self.dropped += max(excess, 0)
+        if self._failing and excess <= 0:
+            return  # said once per outage, and again when pages are dropped
+        self._failing = True
         log.error(
             "exposures not written; retried with the next batch",
             extra={
@@ -139,8 +154,9 @@ def exposure_of(
         analysed=assignment.analysed if assignment else False,
         kind=request.kind.value,
         backend=trace.backend,
-        model=trace.model,
-        prompt=trace.prompt,
+        # The columns' widths: a row that cannot be written would hold up every batch after.
+        model=trace.model[:200],
+        prompt=trace.prompt[:64],
         llm=llm,
         fallback=trace.fallback,
         fallback_reason=trace.fallback_reason,

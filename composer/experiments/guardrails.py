@@ -57,12 +57,13 @@ def health(experiment: Experiment, exposures: Iterable[Exposure]) -> dict[str, H
 
 
 def breaches(experiment: Experiment, found: dict[str, Health]) -> list[Breach]:
-    """The guardrails each variant is past, once it has served enough pages to judge (the
-    holdout's rules page is the baseline, never paused)."""
+    """The guardrails each variant is past, once it has served enough pages to judge. The
+    holdout's rules page and the control are what a paused arm falls back to: never judged
+    (a control past a limit is the service's own problem, for its alerts, not this one)."""
     limits = experiment.guardrails
     out = []
     for name, h in found.items():
-        if name == HOLDOUT or h.pages < limits.min_pages:
+        if name in (HOLDOUT, experiment.control.name) or h.pages < limits.min_pages:
             continue
         checks = (
             ("fallback_rate", h.fallback_rate, limits.fallback_rate),

@@ -78,16 +78,23 @@ class ExperimentRegistry:
                 experiment = load_experiment(path)
                 if self.check is not None:
                     self.check(experiment)
-            except UsageError as exc:
+            except Exception as exc:  # any file that does not load is that file's error
+                message = str(exc) if isinstance(exc, UsageError) else f"{path}: {exc!r}"
                 kept = known.experiment if known is not None else None
-                files[path.name] = _FileState(stamp, kept, str(exc))
+                files[path.name] = _FileState(stamp, kept, message)
                 continue
             files[path.name] = _FileState(stamp, experiment, None)
 
         accepted: list[Experiment] = []
         errors: dict[str, str] = {}
-        # What already ran is placed first: a new file never displaces a running experiment.
-        order = sorted(files, key=lambda n: (_name(files[n]) not in previous, n))
+
+        # What already ran is placed first, unchanged files before changed ones: neither a
+        # new file nor an edit of a running one displaces a running experiment.
+        def rank(name: str) -> tuple[bool, bool, str]:
+            before = self._files.get(name)
+            return (_name(files[name]) not in previous, before is not files[name], name)
+
+        order = sorted(files, key=rank)
         for name in order:
             state = files[name]
             if state.error is not None:

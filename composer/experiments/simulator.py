@@ -292,7 +292,10 @@ def run_one(
         n = min(step, pages - served)
         before = driver.answers.get(name, 0)
         asyncio.run(driver.visits(shoppers, n))
-        served += driver.answers.get(name, 0) - before
+        got = driver.answers.get(name, 0) - before
+        if got == 0:
+            raise SimulationError(f"no page of {n} named experiment {name!r}; see the log")
+        served += got
         last = analyse(world, experiment, served)
         if stop_when is not None and stop_when(last):
             break
@@ -348,7 +351,12 @@ def simulate(
         if on_run is not None:
             on_run("ab", ab)
         for n in range(aa_runs):
-            run = run_one(driver, world, f"sim-aa-{stamp}-{n}", "ranked", aa_pages)
+            # Looked at like the A/B run (after every chunk, stopping at a decision): the
+            # false-positive rate of the protocol the A/B run relies on.
+            run = run_one(
+                driver, world, f"sim-aa-{stamp}-{n}", "ranked", aa_pages, chunk,
+                stop_when=lambda r: r["comparisons"][0]["significant"],
+            )  # fmt: skip
             aa.append(run)
             if on_run is not None:
                 on_run("aa", run)

@@ -44,7 +44,7 @@ class Variant(BaseModel):
 
 
 class Guardrails(BaseModel):
-    """Limits past which a variant is paused (its shoppers get the rules page)."""
+    """Limits past which a variant is paused (its shoppers get the control's page)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -158,6 +158,8 @@ def load_experiment(path: Path) -> Experiment:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
         tree = yaml.compose(text)

@@ -57,6 +57,11 @@ class ExperimentWatch:
                 experiment.start.timestamp() if experiment.start else 0.0,
             )
             pages = self.store.for_experiment(experiment.name, since)
+            # A variant resumed is judged on its pages since: the ones that paused it would
+            # pause it again at the next check.
+            resumed = {v.name: self.store.resumed_at(experiment.name, v.name)
+                       for v in experiment.variants}  # fmt: skip
+            pages = [e for e in pages if e.ts >= resumed.get(e.variant or "", 0.0)]
             for breach in breaches(experiment, health(experiment, pages)):
                 if (experiment.name, breach.variant) in snapshot.paused:
                     continue
