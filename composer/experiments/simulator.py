@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import shutil
 import time
@@ -281,7 +282,11 @@ def run_one(
     folder = world.settings.resolved_experiments_dir()
     folder.mkdir(parents=True, exist_ok=True)
     text = experiment_text(name, treatment_order)
-    (folder / EXPERIMENT_FILE).write_text(text)
+    # Written whole and renamed into place: a server rereading the folder mid-write would
+    # refuse a half-written file.
+    partial = folder / f".{EXPERIMENT_FILE}.partial"
+    partial.write_text(text)
+    os.replace(partial, folder / EXPERIMENT_FILE)
     experiment = Experiment.model_validate(yaml.safe_load(text))
     asyncio.run(driver.experiment_in_force(name))
     shoppers = sorted(world.relevant)
