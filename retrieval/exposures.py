@@ -114,11 +114,6 @@ class ExposureStore:
         with self.engine.begin() as conn:
             conn.execute(_insert_new(self.engine, exposures_table), [_values(e) for e in exposures])
 
-    def count(self) -> int:
-        with self.engine.connect() as conn:
-            query = sa.select(sa.func.count()).select_from(exposures_table)
-            return conn.execute(query).scalar() or 0
-
     def for_experiment(self, experiment: str, since: float = 0.0) -> list[Exposure]:
         """The experiment's exposures from ``since`` on, oldest first."""
         query = (
