@@ -39,6 +39,11 @@ class PageTrace:
     words: list[dict[str, Any]] = field(default_factory=list)
     # The fixed texts of the prompt (examples) the shown words must not repeat.
     prompt_examples: list[str] = field(default_factory=list)
+    # Compose-ahead (composer.ahead): "kept" (a page composed ahead), "refreshing" (kept,
+    # served, composed again), "composing" (none valid: the rules page now); None: on request.
+    ahead: str | None = None
+    # How old the served page is (composed ahead); None for a page composed for this request.
+    page_age_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What ``dataclasses.asdict`` gives, with one level of copying instead of a deep

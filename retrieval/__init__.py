@@ -3,6 +3,7 @@
 Never imports ``composer``; the composer sees only :class:`CandidateSet` and friends.
 """
 
+from retrieval.ahead_store import AheadStore, KeptPage, QueuedPage, Visit
 from retrieval.build import BuildReport, build, embed
 from retrieval.candidates import (
     Candidate,
@@ -35,6 +36,7 @@ from retrieval.store import CatalogChange, Store
 
 __all__ = [
     "EXACT_SEARCH_MAX_PRODUCTS",
+    "AheadStore",
     "BuildReport",
     "Candidate",
     "CandidateFilter",
@@ -51,12 +53,14 @@ __all__ = [
     "HistoryItem",
     "IngestError",
     "Interaction",
+    "KeptPage",
     "MFParams",
     "NotBuiltError",
     "Outcome",
     "Pause",
     "Product",
     "Provenance",
+    "QueuedPage",
     "Reason",
     "RetrievalConfig",
     "RetrievalError",
@@ -70,6 +74,7 @@ __all__ = [
     "Store",
     "Theme",
     "UnknownProductError",
+    "Visit",
     "build",
     "embed",
     "load_retriever",

@@ -27,6 +27,8 @@ _LATENCY_BUCKETS = (
 def fallback_kind(reason: str | None) -> str:
     """A bounded label for a free-text fallback reason."""
     text = (reason or "").lower()
+    if "composed ahead" in text:
+        return "composing_ahead"
     if "queue full" in text:
         return "queue_full"
     if "deadline" in text:
@@ -117,8 +119,61 @@ class ApiMetrics:
             "Experiment files that do not load (the version before keeps running).",
             registry=r,
         )
+        self.page_views = Counter(
+            "composer_page_views",
+            "Pages served, by what the shopper got: an LLM page or the rules page (rules "
+            "asked for, a fallback, or no page composed ahead yet).",
+            ["page"],
+            registry=r,
+        )
+        self.llm_page_share = Gauge(
+            "composer_llm_page_share", "LLM pages / pages served since start.", registry=r
+        )
+        self.page_age = Histogram(
+            "composer_served_page_age_seconds",
+            "Age of the pages composed ahead when served.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400),
+            registry=r,
+        )
+        self.ahead_served = Counter(
+            "composer_ahead_lookups",
+            "Page views of compose-ahead pages: kept (served), refreshing (served, composed "
+            "again), composing (no valid kept page: rules page now).",
+            ["result"],
+            registry=r,
+        )
+        self.ahead_queue_depth = Gauge(
+            "composer_ahead_queue_depth", "Pages queued to be composed ahead (all processes).",
+            registry=r,
+        )  # fmt: skip
+        self.ahead_composes = Counter(
+            "composer_ahead_composes",
+            "Pages composed ahead by this process, by outcome (kept, invalid, superseded, "
+            "failed, unchanged).",
+            ["outcome"],
+            registry=r,
+        )
+        self.ahead_compose_seconds = Histogram(
+            "composer_ahead_compose_duration_seconds",
+            "Time to compose a page ahead.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ahead_per_minute = Gauge(
+            "composer_ahead_composes_per_minute",
+            "Pages composed ahead in the last minute, all processes (the shared budget).",
+            registry=r,
+        )
+        self.ahead_wasted_composes = Counter(
+            "composer_ahead_wasted_composes",
+            "Kept pages replaced before anyone was served them (the shopper's state changed, "
+            "or the page grew stale, unseen).",
+            registry=r,
+        )
         self._hits = 0
         self._lookups = 0
+        self._views = 0
+        self._llm_views = 0
 
     def cache_lookup(self, hit: bool) -> None:
         self._lookups += 1
@@ -130,8 +185,18 @@ class ApiMetrics:
         self.cache_hit_ratio.set(self._hits / self._lookups)
 
     def page(self, trace: PageTrace, cached: bool) -> None:
-        self.pages.labels(trace.backend, "cache" if cached else "composed").inc()
-        if cached:
+        llm = trace.backend != "rules" and not trace.fallback
+        self._views += 1
+        self._llm_views += llm
+        self.page_views.labels("llm" if llm else "rules").inc()
+        self.llm_page_share.set(self._llm_views / self._views)
+        if trace.ahead is not None:
+            self.ahead_served.labels(trace.ahead).inc()
+        if trace.page_age_s is not None:
+            self.page_age.observe(trace.page_age_s)
+        source = "ahead" if trace.page_age_s is not None else "composed"
+        self.pages.labels(trace.backend, "cache" if cached else source).inc()
+        if cached or trace.page_age_s is not None:
             return
         for stage, ms in trace.timings_ms.items():
             self.stage.labels(stage).observe(ms / 1000)
@@ -143,6 +208,20 @@ class ApiMetrics:
             self.missing_sources.labels(source).inc()
         if trace.tokens:
             self.tokens.labels(trace.backend).inc(trace.tokens)
+
+    # -- compose-ahead (composer.ahead.AheadMetrics) ----------------------------------------
+
+    def ahead_compose(self, outcome: str, seconds: float) -> None:
+        self.ahead_composes.labels(outcome).inc()
+        if outcome != "unchanged":
+            self.ahead_compose_seconds.observe(seconds)
+
+    def ahead_wasted(self) -> None:
+        self.ahead_wasted_composes.inc()
+
+    def ahead_shared(self, depth: int, per_minute: int) -> None:
+        self.ahead_queue_depth.set(depth)
+        self.ahead_per_minute.set(per_minute)
 
     def exposures_written(self, batch: list[Exposure]) -> None:
         for e in batch:

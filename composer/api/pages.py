@@ -25,6 +25,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from composer.ahead import (
+    COMPOSING,
+    PENDING_REASON,
+    AheadPlan,
+    ComposeAhead,
+    applies,
+    key_hash,
+    normalise,
+)
 from composer.api.cache import PageCache, PageKey, page_key
 from composer.api.errors import FieldError
 from composer.api.llm_queue import LLMQueue
@@ -126,6 +135,7 @@ class PageService:
         executor: Callable[[], Executor],
         experiments: ExperimentRegistry | None = None,
         exposures: ExposureLog | None = None,
+        ahead: ComposeAhead | None = None,
     ) -> None:
         self.services = services
         self.settings = services.settings
@@ -136,6 +146,7 @@ class PageService:
         self.cache: PageCache[PageResult] = PageCache(api.cache_size, api.cache_ttl_s)
         self.experiments = experiments
         self.exposures = exposures
+        self.ahead = ahead
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -221,8 +232,12 @@ class PageService:
                 )
 
     def invalidate(self, shopper_id: str) -> int:
+        """After a shopper's events: their cached pages dropped, their pages composed ahead
+        queued again (the kept ones no longer match their state)."""
         dropped = self.cache.invalidate_shopper(shopper_id)
         self.metrics.cache_size.set(len(self.cache))
+        if self.ahead is not None:
+            self.ahead.requeue(shopper_id)
         return dropped
 
     def _lookup(self, plan: Plan) -> PageResult | None:
@@ -232,8 +247,10 @@ class PageService:
 
     def _finish(self, plan: Plan, result: PageResult, cached: bool) -> None:
         # A fallback page, or one made without a failed source, is not what the next request
-        # should get once the model or the source is back.
-        if not cached and not result.trace.fallback and not result.trace.sources_missing:
+        # should get once the model or the source is back; a page composed ahead is kept in
+        # the store already.
+        trace = result.trace
+        if not cached and not trace.fallback and not trace.sources_missing and trace.ahead is None:
             self.cache.put(plan.key, result)
         self.metrics.cache_size.set(len(self.cache))
         self.metrics.page(result.trace, cached)
@@ -270,7 +287,7 @@ class PageService:
 
     def _composer(self, deadline_s: float) -> PageComposer:
         s = self.services
-        if deadline_s >= self.settings.page_deadline_s:
+        if deadline_s == self.settings.page_deadline_s:
             return s.composer
         settings = self.settings.model_copy(update={"page_deadline_s": max(deadline_s, 0.001)})
         return PageComposer(settings, s.retriever, s.backends, s.prompts, s.renderer)
@@ -300,10 +317,58 @@ class PageService:
 
     # -- entry points -----------------------------------------------------------------------
 
+    # -- composed ahead (composer.ahead.Pages, for its worker; and the request's side) -------
+
+    def plan_ahead(self, request: PageRequest) -> AheadPlan:
+        plan = self.plan(request)
+        return AheadPlan(plan.request, plan.backend != BackendName.RULES, key_hash(plan.key))
+
+    def compose_ahead(self, plan: AheadPlan, deadline_s: float) -> PageResult:
+        backend = self.queue.served_backend(plan.request.backend)
+        return self.compose_sync(plan.request, backend, deadline_s, None)
+
+    def llm_waiting(self) -> bool:
+        """An on-request LLM job is waiting for a slot (pages composed ahead wait then)."""
+        return self.queue.gate.waiting > 0
+
+    def uses_ahead(self, request: PageRequest) -> bool:
+        return self.ahead is not None and applies(request)
+
+    def _ahead_page(self, request: PageRequest, started: float) -> Served:
+        """A kept page if it is this request's page (same shopper state, prompt, model, arm,
+        request) and not too old; else the rules page now, the LLM page queued."""
+        assert self.ahead is not None
+        normal = normalise(request)
+        plan = self.plan(normal, started)
+        if plan.backend == BackendName.RULES:  # this shopper's arm serves the rules page
+            return self._rules_page(request, started)
+        found = self.ahead.lookup(normal, key_hash(plan.key))
+        if found is not None:
+            result = found.result
+            if request.format != "json":
+                result.html = self.services.renderer.render(result.page)
+            result.trace.ahead = found.how
+            result.trace.page_age_s = round(found.age_s, 3)
+        else:
+            rules = plan.request.model_copy(
+                update={"backend": BackendName.RULES, "format": request.format}
+            )
+            deadline = self.settings.page_deadline_s
+            result = mark_fallback(
+                self.compose_sync(rules, BackendName.RULES, deadline, None), PENDING_REASON
+            )
+            result.trace.ahead = COMPOSING
+        self._finish(plan, result, cached=False)
+        return Served(result, False, plan)
+
+    # -- entry points -----------------------------------------------------------------------
+
     async def page(self, request: PageRequest, caller: str | None = None) -> Served:
         """A page, whether it came from the cache, and its id; ``caller`` is the API key's
         id."""
         started = time.perf_counter()
+        if self.uses_ahead(request):
+            return await self.in_thread(self._ahead_page, request, started)
         if self._rules_only(request, self.settings.llm_backend):
             # No LLM gate to pass between planning and composing: one trip to a worker
             # thread instead of two.
@@ -330,8 +395,9 @@ class PageService:
         return (request.backend or served) == BackendName.RULES
 
     def _rules_page(self, request: PageRequest, started: float) -> Served:
-        # Only called where every arm is a rules page (an arm may name only the served
-        # backend or rules, and the served one is rules here).
+        # Only called where the request's arm is a rules page: every arm where the served
+        # backend is rules (an arm may name only the served backend or rules), or this
+        # shopper's arm where pages are composed ahead.
         plan = self.plan(request, started)
         hit = self._lookup(plan)
         if hit is not None:
@@ -353,6 +419,13 @@ class PageService:
         """
         if request.format == "json":  # the page event carries the page's HTML
             request = request.model_copy(update={"format": "both"})
+        if self.uses_ahead(request):
+            served = await self.in_thread(self._ahead_page, request, time.perf_counter())
+            items = await self.in_thread(self._replay, served.result, served.plan, full_trace)
+            for item in items:
+                yield item
+            yield _done(served.result, served.cached, served.plan)
+            return
         plan = await self.in_thread(self.plan, request, time.perf_counter())
         request = plan.request
         hit = self._lookup(plan)

@@ -12,6 +12,7 @@ from typing import TypeAlias, TypeVar
 
 from litestar.di import NamedDependency
 
+from composer.ahead import AheadWorker, ComposeAhead
 from composer.api.catalog import CatalogService
 from composer.api.copy import CopyService
 from composer.api.errors import NotReady
@@ -24,6 +25,7 @@ from composer.api.security.limits import WindowLimiter
 from composer.api.services import Services
 from composer.experiments import ExperimentRegistry, ExperimentWatch, ExposureLog
 from composer.settings import ApiSettings, Settings
+from retrieval import AheadStore
 from retrieval.exposures import ExposureStore
 
 log = logging.getLogger("composer.api")
@@ -55,6 +57,7 @@ class ApiState:
         self.watcher: ModelWatcher | None = None
         self.experiment_watch: ExperimentWatch | None = None
         self.exposures: ExposureLog | None = None
+        self.ahead_worker: AheadWorker | None = None
         self._closed = False
         self._owns_services = services is None
         self._loader: threading.Thread | None = None
@@ -90,9 +93,20 @@ class ApiState:
             self.exposures = ExposureLog(
                 store, conf.flush_s, conf.batch_size, on_written=self.metrics.exposures_written
             )
+        ahead = None
+        if self.settings.ahead.enabled:
+            ahead = ComposeAhead(
+                self.settings.ahead,
+                AheadStore(services.store.engine),
+                lambda: services.retriever.catalog.by_id(),
+            )
         pages = PageService(
-            services, self.api, self.metrics, queue, self.executor, registry, self.exposures
-        )
+            services, self.api, self.metrics, queue, self.executor, registry, self.exposures,
+            ahead,
+        )  # fmt: skip
+        if ahead is not None and not self._closed:
+            self.ahead_worker = AheadWorker(ahead, pages, self.metrics)
+            self.ahead_worker.start()
         registry.check = pages.check_experiment
         if not self._closed:
             self.experiment_watch = ExperimentWatch(
@@ -164,6 +178,9 @@ class ApiState:
         if self.experiment_watch is not None:
             self.experiment_watch.stop()
             self.experiment_watch = None
+        if self.ahead_worker is not None:
+            self.ahead_worker.stop()
+            self.ahead_worker = None
         if self.exposures is not None:
             # Before the store closes: a clean stop loses no exposure.
             self.exposures.close()

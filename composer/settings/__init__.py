@@ -4,6 +4,7 @@ Every group lives here, so any layer may import its settings without importing a
 layer: ``Settings`` (root), ``api``, ``vllm``, ``words``, and the backends' names.
 """
 
+from composer.settings.ahead import AheadSettings
 from composer.settings.api import ApiKeyConfig, ApiSettings, Scope
 from composer.settings.experiments import ExperimentSettings
 from composer.settings.llm import DEFAULT_MODEL, BackendName, resolved_dtype
@@ -14,6 +15,7 @@ from composer.settings.words import WordSettings
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PSEUDONYM_SALT",
+    "AheadSettings",
     "ApiKeyConfig",
     "ApiSettings",
     "BackendName",

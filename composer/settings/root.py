@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from composer.settings.ahead import AheadSettings
 from composer.settings.api import ApiSettings
 from composer.settings.experiments import ExperimentSettings
 from composer.settings.llm import DEFAULT_MODEL, BackendName
@@ -119,6 +120,7 @@ class Settings(BaseSettings):
     words: WordSettings = WordSettings()
     api: ApiSettings = ApiSettings()
     experiments: ExperimentSettings = ExperimentSettings()
+    ahead: AheadSettings = AheadSettings()
     mf: MFParams = MFParams()
     fusion: FusionParams = FusionParams()
 

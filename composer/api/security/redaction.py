@@ -16,6 +16,8 @@ _PUBLIC = (
     "timings_ms",
     "tokens",
     "fallback",
+    "ahead",
+    "page_age_s",
 )
 _CANDIDATE = ("handle", "product_id", "score", "provenance", "reason", "theme")
 
@@ -26,6 +28,7 @@ def reason_code(reason: str | None) -> str | None:
         return None
     text = reason.lower()
     for needle, code in (
+        ("composed ahead", "composing_ahead"),
         ("queue full", "queue_full"),
         ("key share", "key_share"),
         ("deadline", "deadline"),

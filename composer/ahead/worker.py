@@ -1,0 +1,238 @@
+"""The threads that compose pages ahead: claim the queue's most likely next view, compose it
+with the LLM, check it and keep it; and, every few seconds, write the views noted, queue the
+recently active shoppers, trim the queue, read the shared figures for ``/metrics``.
+
+A budget of composes per minute is counted in the store (every process's composes), and a
+compose starts only while no on-request LLM job is waiting for a slot: pages composed ahead
+fill the model's idle time, they do not take it from a shopper waiting for a search page."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from composer.ahead.kept import InvalidKeptPage, pack, unpack
+from composer.ahead.keys import normalise
+from composer.ahead.service import ComposeAhead
+from composer.layout import PageKind
+from composer.page_request import PageRequest
+from composer.pipeline import PageResult
+from composer.polling import Poller
+from retrieval import KeptPage, QueuedPage
+from retrieval.ahead_store import priority
+
+log = logging.getLogger("composer.ahead")
+
+# Outcomes of a compose (the store's log and the metrics' labels).
+KEPT = "kept"
+INVALID = "invalid"  # the model's page failed its checks (fell back): not kept
+SUPERSEDED = "superseded"  # the shopper's state changed while it was composed: not kept
+FAILED = "failed"  # an exception: not kept
+UNCHANGED = "unchanged"  # a valid kept page was there already: nothing composed
+
+
+@dataclass(frozen=True)
+class AheadPlan:
+    """A queued request resolved like a served one: the shopper's arm applied (the request
+    the model gets), its backend, and the hash of its page key."""
+
+    request: PageRequest
+    llm: bool  # False: this shopper is served the rules page (an experiment's arm)
+    key: str
+
+
+class Pages(Protocol):
+    """What the worker needs from the page service."""
+
+    def plan_ahead(self, request: PageRequest) -> AheadPlan: ...
+
+    def compose_ahead(self, plan: AheadPlan, deadline_s: float) -> PageResult: ...
+
+    def llm_waiting(self) -> bool: ...
+
+
+class AheadMetrics(Protocol):
+    def ahead_compose(self, outcome: str, seconds: float) -> None: ...
+
+    def ahead_wasted(self) -> None: ...
+
+    def ahead_shared(self, depth: int, per_minute: int) -> None: ...
+
+
+class AheadWorker:
+    def __init__(
+        self,
+        ahead: ComposeAhead,
+        pages: Pages,
+        metrics: AheadMetrics | None = None,
+        housekeeping_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ahead = ahead
+        self.settings = ahead.settings
+        self.store = ahead.store
+        self.pages = pages
+        self.metrics = metrics
+        self.clock = clock
+        # Unique per process and start: a lease names who holds it.
+        self.name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._claim_lock = threading.Lock()
+        self._housekeeping = Poller("composer-ahead-housekeeping", housekeeping_s,
+                                    self.housekeeping, "compose-ahead housekeeping")  # fmt: skip
+        self._last_sweep = 0.0
+        self.lease_s = self.settings.deadline_s * 2 + 30
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        for n in range(self.settings.concurrency):
+            thread = threading.Thread(target=self._run, name=f"composer-ahead-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._housekeeping.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.ahead.wake.set()
+        self._housekeeping.stop()
+        for thread in self._threads:
+            # A compose in flight finishes (bounded by the deadline) or is left to its lease.
+            thread.join(timeout=5)
+        self._threads = []
+        try:
+            self.ahead.flush_views()
+        except Exception:  # the store may be gone already; views only set priorities
+            log.exception("compose-ahead: views not written at stop")
+
+    # -- the compose loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                did = self.step()
+            except Exception:  # a store outage: the next round may find it back
+                log.exception("compose-ahead round failed")
+                did = False
+            if not did:
+                self.ahead.wake.wait(0.5)
+                self.ahead.wake.clear()
+
+    def budget_left(self, now: float) -> int:
+        return self.settings.budget_per_minute - self.store.composes_since(now - 60.0)
+
+    def step(self) -> bool:
+        """Claim and compose one page; False when there was nothing to do (or no room)."""
+        if self.pages.llm_waiting():
+            return False
+        with self._claim_lock:
+            now = self.clock()
+            if self.budget_left(now) <= 0:
+                return False
+            page = self.store.claim(self.name, now, self.lease_s)
+        if page is None:
+            return False
+        try:
+            self.compose(page)
+        finally:
+            self.store.finish(page, self.name)
+        return True
+
+    def compose(self, queued: QueuedPage) -> str:
+        """Compose one claimed page and keep it if it passes; the outcome."""
+        request = PageRequest.model_validate_json(queued.request)
+        plan = self.pages.plan_ahead(request)
+        if not plan.llm:
+            return UNCHANGED  # this shopper's arm serves the rules page: nothing to keep
+        kept = self.store.kept(queued.shopper_id, queued.request_hash)
+        now = self.clock()
+        if (
+            kept is not None
+            and kept.key_hash == plan.key
+            and now - kept.composed_at <= self.settings.refresh_after_s
+        ):
+            return UNCHANGED
+        with self._claim_lock:
+            compose_id = self.store.start_compose(
+                queued.shopper_id, queued.request_hash, self.name, self.clock()
+            )
+        t = time.perf_counter()
+        outcome = FAILED
+        try:
+            outcome = self._compose(queued, request, plan, compose_id)
+        finally:
+            seconds = time.perf_counter() - t
+            self.store.end_compose(compose_id, outcome, self.clock())
+            if self.metrics is not None:
+                self.metrics.ahead_compose(outcome, seconds)
+            log.info(
+                "page composed ahead",
+                extra={
+                    "outcome": outcome,
+                    "seconds": round(seconds, 2),
+                    "kind": request.kind.value,
+                },
+            )
+        return outcome
+
+    def _compose(
+        self, queued: QueuedPage, request: PageRequest, plan: AheadPlan, compose_id: int
+    ) -> str:
+        result = self.pages.compose_ahead(plan, self.settings.deadline_s)
+        trace = result.trace
+        if trace.fallback or trace.sources_missing:
+            log.info("page composed ahead not kept", extra={"reason": trace.fallback_reason})
+            return INVALID
+        payload = pack(result)
+        try:
+            # What is kept must come back: checked as it will be read when served.
+            unpack(payload, self.ahead.products())
+        except InvalidKeptPage as exc:
+            log.warning("page composed ahead does not read back", extra={"error": str(exc)})
+            return INVALID
+        # The shopper may have acted while the model wrote: a page for the old state would
+        # never be served; the event queued the page again.
+        if self.pages.plan_ahead(request).key != plan.key:
+            return SUPERSEDED
+        self.ahead.flush_views()  # the page it replaces counts as seen if it was
+        wasted = self.store.keep(
+            KeptPage(
+                queued.shopper_id, queued.request_hash, plan.key, queued.request, self.clock(),
+                payload, 0, compose_id,
+            )
+        )  # fmt: skip
+        if wasted and self.metrics is not None:
+            self.metrics.ahead_wasted()
+        return KEPT
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        self.ahead.flush_views()
+        now = self.clock()
+        if self.settings.sweep_s > 0 and now - self._last_sweep >= self.settings.sweep_s:
+            self._last_sweep = now
+            self.sweep()
+        self.store.trim(self.settings.max_queue)
+        if self.metrics is not None:
+            self.metrics.ahead_shared(self.store.depth(), self.store.composes_since(now - 60.0))
+
+    def sweep(self) -> int:
+        """Queue the home page of shoppers active recently who have no page known yet (those
+        with one are queued again by their events); how many were queued."""
+        active = self.store.active_shoppers(self.settings.active_window_s, self.settings.max_queue)
+        known = self.store.shoppers_known({s for s, _, _ in active})
+        fresh = [(s, n, last) for s, n, last in active if s not in known]
+        requests = [normalise(PageRequest(shopper_id=s, kind=PageKind.HOME)) for s, _, _ in fresh]
+        # Ranked by their events (how many, how recent), below any shopper seen visiting.
+        tau = self.settings.revisit_tau_s
+        self.ahead.want(requests, priorities={s: priority(n, last, tau) for s, n, last in fresh})
+        return len(requests)
