@@ -12,17 +12,24 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import BuiltShop
+from fault_injection import TWO_SECTIONS, ScriptedBackend
 from litestar.testing import TestClient
-from test_api import KeyedClient, app_for, metric
+from test_api import KeyedClient, app_for, metric, parse_sse, settings_for
 
-from composer.settings import AheadSettings
-from retrieval import AheadStore
+from composer.ahead import ComposeAhead, normalise, pack
+from composer.api.services import Services
+from composer.experiments import assign, load_experiment
+from composer.page_request import PageRequest
+from composer.provision import open_store
+from composer.settings import AheadSettings, ExperimentSettings
+from retrieval import AheadStore, KeptPage, Store, Visit
 from retrieval.ahead_store import (
     ahead_composes_table,
     ahead_pages_table,
     ahead_queue_table,
     ahead_visits_table,
 )
+from retrieval.profile import pseudonymise
 
 
 @pytest.fixture(autouse=True)
@@ -130,3 +137,196 @@ def test_the_real_model_composes_ahead_and_an_event_means_rules_now_then_a_fresh
         assert metric(c, 'composer_page_views_total{page="rules"}') == 2
         assert metric(c, 'composer_ahead_composes_total{outcome="kept"}') == 2
         assert metric(c, "composer_served_page_age_seconds_count") == 3
+
+
+# -- scripted model: the queue's mechanics ------------------------------------------------------
+# A scripted model writes a valid two-section page in a fixed time, so that these tests are
+# about the queue and not the model's speed (the test above uses the real model).
+
+
+def scripted(stall_page_s: float = 0.0, texts: list[str] | None = None) -> ScriptedBackend:
+    text = (texts or [TWO_SECTIONS])[0]
+    return ScriptedBackend("transformers", texts=texts or [TWO_SECTIONS],
+                           stall_s=stall_page_s / len(text))  # fmt: skip
+
+
+def app_with(shop: BuiltShop, backend: ScriptedBackend, **settings: Any) -> Any:
+    return app_for(shop, backend, llm_backend="transformers", ahead=ahead(**settings))
+
+
+def test_kept_pages_serve_json_sse_and_html_and_go_stale(ml_shop: BuiltShop) -> None:
+    backend = scripted()
+    app = app_with(ml_shop, backend, refresh_after_s=1.0, max_staleness_s=2.0)
+    with KeyedClient(app) as c:
+        assert home(c, "7")["trace"]["ahead"] == "composing"
+        wait_for(lambda: kept_pages(ml_shop) == 1 and idle(ml_shop), message="compose")
+
+        page = home(c, "7", format="html")
+        assert page["trace"]["ahead"] == "kept" and page["layout"]["title"] == "Movie night"
+        assert "Stories chosen for tonight" in page["html"]  # rendered when served
+        events = parse_sse(
+            c.post("/v1/pages", json={"shopper_id": "7"},
+                   headers={"Accept": "text/event-stream"}).text
+        )  # fmt: skip
+        assert [n for n, _ in events] == ["retrieval", "section", "section", "page", "done"]
+        assert events[3][1]["trace"]["ahead"] == "kept"
+        html = c.get("/pages/7")
+        assert html.status_code == 200 and "Stories chosen for tonight" in html.text
+        assert backend.calls == 1  # four views, one compose
+
+        # Past refresh_after_s: still served, and composed again for the next view.
+        time.sleep(1.1)
+        stale = home(c, "7")
+        assert stale["trace"]["ahead"] == "refreshing" and stale["trace"]["page_age_s"] > 1.0
+        wait_for(lambda: backend.calls == 2 and idle(ml_shop), message="refresh")
+        assert home(c, "7")["trace"]["ahead"] == "kept"
+        # The page replaced had been seen: not wasted.
+        assert metric(c, "composer_ahead_wasted_composes_total") == 0
+
+
+def test_a_kept_page_is_fresh_then_refreshing_then_too_old_to_serve(ml_shop: BuiltShop) -> None:
+    composed_at = 1000.0
+    clock = [composed_at]
+    settings = ahead(refresh_after_s=10.0, max_staleness_s=60.0)
+    services = Services.from_parts(settings_for(ml_shop), ml_shop.store, ml_shop.retriever)
+    request = normalise(PageRequest(shopper_id="42"))
+    payload = pack(services.composer.compose(request))
+    store = _MemoryStore(KeptPage("42", "h", "key", "{}", composed_at, payload, 0, 1))
+    products = ml_shop.retriever.catalog.by_id
+    service = ComposeAhead(settings, store, products, clock=lambda: clock[0])  # type: ignore[arg-type]
+
+    clock[0] = composed_at + 5
+    found = service.lookup(request, "key")
+    assert found is not None and found.how == "kept" and found.age_s == 5 and store.queued == 0
+    assert found.result.page.product_ids()  # rebuilt from the catalog
+    clock[0] = composed_at + 11
+    found = service.lookup(request, "key")
+    assert found is not None and found.how == "refreshing" and store.queued == 1
+    clock[0] = composed_at + 61
+    assert service.lookup(request, "key") is None and store.queued == 2
+    # Another key (an event since, another prompt or arm): never served, however fresh.
+    clock[0] = composed_at + 1
+    assert service.lookup(request, "another key") is None and store.queued == 3
+
+
+class _MemoryStore:
+    """Only what ``ComposeAhead.lookup`` reads and writes (the other tests use SQLite)."""
+
+    def __init__(self, page: KeptPage) -> None:
+        self.page = page
+        self.queued = 0
+
+    def kept(self, shopper_id: str, request_hash: str) -> KeptPage:
+        return self.page
+
+    def priorities(self, shoppers: Any, tau: float) -> dict[str, float]:
+        return {}
+
+    def enqueue(self, rows: list[Any], now: float) -> None:
+        self.queued += len(rows)
+
+
+def test_a_page_that_fails_its_checks_is_never_kept(ml_shop: BuiltShop) -> None:
+    garbage = scripted(texts=["<<garbage>>"])
+    with KeyedClient(app_with(ml_shop, garbage)) as c:
+        home(c, "9")
+        wait_for(lambda: composes(ml_shop) and idle(ml_shop), message="the compose")
+        assert [o for _, _, o in composes(ml_shop)] == ["invalid"]
+        assert kept_pages(ml_shop) == 0
+        # The next view is still the rules page (and the page is queued again).
+        assert home(c, "9")["trace"]["ahead"] == "composing"
+        assert metric(c, 'composer_ahead_composes_total{outcome="invalid"}') >= 1
+
+
+def test_the_queue_survives_a_restart_and_a_dead_workers_lease_runs_out(
+    ml_shop: BuiltShop,
+) -> None:
+    # A first process queues three pages (one claimed by a worker that then dies), and goes.
+    settings = ahead()
+    before = open_second_store(ml_shop)
+    queue = AheadStore(before.engine)
+    service = ComposeAhead(settings, queue, lambda: ml_shop.retriever.catalog.by_id())
+    # Priority: 13 visited three times a minute ago, 12 once an hour ago, 11 never (a first
+    # visit now counts as one visit now).
+    now = time.time()
+    visits = [Visit("13", now - 60)] * 3 + [Visit("12", now - 3600)]
+    queue.record_visits(visits, settings.revisit_tau_s)
+    requests = [normalise(PageRequest(shopper_id=s)) for s in ("11", "12", "13")]
+    service.want(requests)
+    claimed = queue.claim("dead-worker", time.time(), lease_s=3.0)
+    assert claimed is not None
+    before.close()
+
+    # The next process finds them in the store, and composes all three, the claimed one once
+    # its lease ran out.
+    after = AheadStore(ml_shop.store.engine)
+    assert [q.shopper_id for q in after.queued()] == ["13", "11", "12"]
+    backend = scripted()
+    with KeyedClient(app_with(ml_shop, backend)) as c:
+        wait_for(lambda: kept_pages(ml_shop) == 3 and idle(ml_shop), message="the queue")
+        assert sorted(s for s, _, _ in composes(ml_shop)) == ["11", "12", "13"]
+        for shopper in ("11", "12", "13"):
+            assert home(c, shopper)["trace"]["ahead"] == "kept"
+
+
+def open_second_store(shop: BuiltShop) -> Store:
+    """The shop's database through an engine of its own, as another process opens it."""
+    return open_store(shop.settings)
+
+
+def test_two_workers_on_one_store_never_compose_the_same_page_twice(ml_shop: BuiltShop) -> None:
+    shoppers = [str(n) for n in range(20, 36)]
+    other = open_second_store(ml_shop)
+    second = BuiltShop(ml_shop.settings, other, ml_shop.retriever)
+    try:
+        # Each composes for 0.2 s, two at a time per process: 4 claimers on 16 pages.
+        one = app_with(ml_shop, scripted(0.2), concurrency=2)
+        two = app_with(second, scripted(0.2), concurrency=2)
+        with KeyedClient(one) as a, KeyedClient(two) as b:
+            for n, shopper in enumerate(shoppers):
+                home(a if n % 2 else b, shopper)
+            wait_for(lambda: kept_pages(ml_shop) == 16 and idle(ml_shop), message="16 pages")
+            done = composes(ml_shop)
+            assert sorted(s for s, _, _ in done) == sorted(shoppers)  # each exactly once
+            assert {o for _, _, o in done} == {"kept"}
+            assert len({w for _, w, _ in done}) >= 2  # both processes took pages
+    finally:
+        other.close()
+
+
+ARMS = """\
+name: ahead-arms
+variants:
+  - name: control
+  - name: no-model
+    backend: rules
+kinds: [home]
+"""
+
+
+def test_a_shopper_gets_the_page_of_their_experiment_arm(ml_shop: BuiltShop, tmp_path: Any) -> None:
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "arms.yaml").write_text(ARMS)
+    experiment = load_experiment(folder / "arms.yaml")
+    salt = settings_for(ml_shop).pseudonym_salt
+    arms: dict[str, str] = {}
+    for n in range(40, 200):
+        variant = assign(experiment, pseudonymise(str(n), salt)).variant
+        arms.setdefault(variant, str(n))
+        if len(arms) == 2:
+            break
+    backend = scripted()
+    app = app_for(ml_shop, backend, llm_backend="transformers", ahead=ahead(),
+                  experiments=ExperimentSettings(dir=folder, poll_s=0))  # fmt: skip
+    with KeyedClient(app) as c:
+        rules_arm = home(c, arms["no-model"])
+        assert rules_arm["variant"] == "no-model" and rules_arm["trace"]["backend"] == "rules"
+        assert rules_arm["trace"]["ahead"] is None and not rules_arm["trace"]["fallback"]
+        model_arm = home(c, arms["control"])
+        assert model_arm["variant"] == "control" and model_arm["trace"]["ahead"] == "composing"
+        wait_for(lambda: kept_pages(ml_shop) == 1 and idle(ml_shop), message="the compose")
+        served = home(c, arms["control"])
+        assert served["variant"] == "control" and served["trace"]["ahead"] == "kept"
+        assert served["trace"]["backend"] == "transformers"
+        assert sorted(s for s, _, _ in composes(ml_shop)) == [arms["control"]]
