@@ -66,7 +66,8 @@ class Server:
 def running_server(
     artifacts: Path, log_dir: Path, workers: int = 1, **env_overrides: str
 ) -> Iterator[Server]:
-    """`python -m composer.api.server` over ``artifacts`` with the rules backend; waits for
+    """`python -m composer.api.server` over ``artifacts`` with the rules backend (unless
+    ``env_overrides`` say otherwise); waits for
     /readyz, and stops the process with SIGTERM afterwards (asserting a clean exit)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSER_")}
@@ -77,8 +78,8 @@ def running_server(
         COMPOSER_FUSION__TUNE="false",
         HF_HUB_OFFLINE="1",
         COMPOSER_API__KEYS=json.dumps([ADMIN_KEY_CONFIG.model_dump(mode="json")]),
-        **env_overrides,
     )
+    env.update(env_overrides)
     log = log_dir / f"server-{port}.log"
     argv = [sys.executable, "-m", "composer.api.server", "--port", str(port)]
     argv += ["--workers", str(workers)]

@@ -4,6 +4,7 @@ and a screenshot is kept (the test's tmp folder and `test-output/browser/`, git-
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +187,58 @@ def watch(
             "response",
             lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None,
         )
+
+
+@pytest.fixture(scope="module")
+def llm_server(ml_shop: BuiltShop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real server with the real in-process model: pages composed on request."""
+    require_chromium()
+    folder = tmp_path_factory.mktemp("llm-server")
+    with running_server(
+        ml_shop.settings.artifacts_dir, folder, COMPOSER_LLM_BACKEND="transformers"
+    ) as s:
+        yield s
+
+
+def test_a_page_composed_on_request_streams_head_then_sections_then_title(
+    llm_server: Server, browser: Browser
+) -> None:
+    from playwright.sync_api import expect
+
+    url = httpx.URL(llm_server.page_link("196")).copy_merge_params(
+        {"kind": "search", "q": "space adventure"}
+    )
+    chunks: list[str] = []
+    with httpx.stream("GET", url, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["transfer-encoding"] == "chunked"
+        page_id = r.headers["x-page-id"]
+        chunks = list(r.iter_text())
+    # Over HTTP, the head came apart from the end: it was sent before the model had
+    # finished (the document's title is the shop's, the page's own comes last).
+    assert len(chunks) >= 3, chunks
+    assert chunks[0].startswith("<!DOCTYPE html>") and "</html>" not in chunks[0]
+    document = "".join(chunks)
+    assert document.index('class="section') < document.index('<h1 class="page__title">')
+    assert document.rstrip().endswith("</html>")
+    logged = [json.loads(line) for line in llm_server.log_lines() if page_id in line]
+    page_log = next(entry for entry in logged if entry.get("msg") == "page")
+    assert page_log["backend"] == "transformers" and page_log["fallback"] is False, page_log
+
+    # A browser shows the title on top although it arrived last.
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    try:
+        page = context.new_page()
+        watch(page, problems, console=("error", "warning"), http_errors=True)
+        response = page.goto(llm_server.page_link("196"), wait_until="load", timeout=120_000)
+        assert response is not None and response.status == 200
+        title = page.locator("h1.page__title")
+        expect(title).to_be_visible()
+        first = page.locator("main section.section").first
+        expect(first).to_be_visible()
+        title_box, section_box = title.bounding_box(), first.bounding_box()
+        assert title_box is not None and section_box is not None
+        assert title_box["y"] < section_box["y"]
+    finally:
+        context.close()
+    assert not problems, problems

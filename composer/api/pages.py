@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +41,7 @@ from composer.api.metrics import ApiMetrics
 from composer.api.security.redaction import for_caller
 from composer.api.services import Services
 from composer.api.threads import in_thread
+from composer.copybook import copybook
 from composer.errors import ComposerError, UsageError
 from composer.experiments import (
     Assignment,
@@ -112,11 +113,16 @@ class Served:
 
 @dataclass(frozen=True)
 class StreamItem:
-    """One server-sent event: its name, its JSON data, and the page with the last one."""
+    """One server-sent event: its name, its JSON data, and the page with the last one; a
+    section's HTML, and on the first event the page's id and whether it came from the
+    cache (an HTML stream's headers)."""
 
     event: str
     data: str
     result: PageResult | None = None
+    html: str | None = None
+    page_id: str | None = None
+    cached: bool = False
 
 
 def mark_fallback(result: PageResult, reason: str) -> PageResult:
@@ -478,32 +484,64 @@ class PageService:
         if result is not None:
             yield _done(result, False, plan)
 
+    async def html_stream(
+        self, request: PageRequest, caller: str | None = None
+    ) -> tuple[StreamItem, AsyncIterator[str]]:
+        """A page as one HTML document sent as it is composed: the head at once, each
+        section as it is checked, the title and the end last. The first stream item (for
+        the page id) and the document's chunks; errors before it raise here (a 4xx)."""
+        items = self.stream(request.model_copy(update={"format": "html"}), False, caller)
+        first = await items.__anext__()
+        renderer = self.services.renderer
+        kind, locale = request.kind, request.locale
+        category = request.categories[0] if request.categories else None
+        title = copybook(locale).page_title(kind.value, request.query, category)
+
+        async def chunks() -> AsyncIterator[str]:
+            try:
+                yield renderer.render_open(kind, locale, title)
+                async for item in items:
+                    if item.html is not None:
+                        yield item.html
+                    elif item.result is not None:
+                        yield renderer.render_close(item.result.layout.title)
+            finally:
+                await items.aclose()
+
+        return first, chunks()
+
+    def streams_html(self, request: PageRequest) -> bool:
+        """A browser page composed on request by the LLM: worth streaming (a rules page or
+        one composed ahead is there at once)."""
+        return not self.uses_ahead(request) and not self._rules_only(
+            request, self.settings.llm_backend
+        )
+
     # -- server-sent event payloads (worker thread) -----------------------------------------
 
     def _item(self, event: PageEvent, plan: Plan, full_trace: bool) -> StreamItem:
         locale = plan.request.locale
         if isinstance(event, RetrievalEvent):
-            return StreamItem("retrieval", _json({"candidates": event.candidates}))
+            candidates = _json({"candidates": event.candidates})
+            return StreamItem("retrieval", candidates, page_id=plan.page_id)
         if isinstance(event, SectionEvent):
             html = self.services.renderer.render_section(event.section, locale)
             data = {"index": event.index, "section": event.layout, "html": html}
-            return StreamItem("section", _json(data))
+            return StreamItem("section", _json(data), html=html)
         result = event.result
         body = plan.stamp(for_caller(result.to_dict(include_html=True), full_trace))
         return StreamItem("page", _json(body), result)
 
     def _replay(self, result: PageResult, plan: Plan, full_trace: bool) -> list[StreamItem]:
         locale = plan.request.locale
-        items = [StreamItem("retrieval", _json({"candidates": result.trace.candidates}))]
+        candidates = _json({"candidates": result.trace.candidates})
+        items = [StreamItem("retrieval", candidates, page_id=plan.page_id, cached=True)]
         for n, (layout_section, section) in enumerate(
             zip(result.layout.sections, result.page.sections, strict=True)
         ):
-            data = {
-                "index": n,
-                "section": layout_section.model_dump(mode="json"),
-                "html": self.services.renderer.render_section(section, locale),
-            }
-            items.append(StreamItem("section", _json(data)))
+            html = self.services.renderer.render_section(section, locale)
+            data = {"index": n, "section": layout_section.model_dump(mode="json"), "html": html}
+            items.append(StreamItem("section", _json(data), html=html))
         body = plan.stamp(for_caller(result.to_dict(include_html=True), full_trace))
         items.append(StreamItem("page", _json(body), result))
         return items

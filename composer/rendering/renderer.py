@@ -10,7 +10,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from composer.hydration import HydratedPage, HydratedSection
-from composer.layout import Locale
+from composer.layout import Locale, PageKind
 from composer.rendering.styles import stylesheet
 from composer.resources import resource_dir
 from retrieval import Product
@@ -62,6 +62,17 @@ class PageRenderer:
         return template.render(
             page=page, lang=_HTML_LANG[page.locale], trace_id=trace_id, **self._helpers[page.locale]
         )
+
+    def render_open(self, kind: PageKind, locale: Locale, title: str) -> str:
+        """A streamed page's document head, up to its first section."""
+        template = self.env.get_template("page_stream_open.html")
+        return template.render(
+            document_title=title, kind=kind.value, lang=_HTML_LANG[locale], trace_id=None
+        )
+
+    def render_close(self, title: str) -> str:
+        """A streamed page's end: its title (shown on top) and the closing tags."""
+        return self.env.get_template("page_stream_close.html").render(title=title)
 
     def render_section(self, section: HydratedSection, locale: Locale) -> str:
         """One section with the page's own partial (``templates/sections/<kind>.html``)."""

@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.params import FromPath, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream
 
 from composer.api.errors import FieldError
 from composer.api.pages import PageService, StreamItem
@@ -17,7 +17,7 @@ from composer.api.schemas import PageBody, PageLinkBody, PageLinkOut, PageOut
 from composer.api.security.access import LINK_EXPIRES, caller, is_admin, require
 from composer.api.security.links import SESSION_COOKIE
 from composer.api.security.redaction import for_caller
-from composer.api.state import Api, Pages
+from composer.api.state import Api, ApiState, Pages
 from composer.layout import Locale, PageKind
 from composer.page_request import PageRequest
 from composer.settings import Scope
@@ -73,7 +73,10 @@ class PageController(Controller):
         summary="A shopper's page as HTML, for a browser",
         description=(
             "Opened with a signed link (`exp` and `sig`, from `POST /v1/page-links`) or an "
-            "API key. A link also starts a browser session for the product pages it links to."
+            "API key. A link also starts a browser session for the product pages it links to. "
+            "A page the LLM composes on request streams (chunked): the head at once, each "
+            "section as it is checked, the title last (shown on top); a rules page, or one "
+            "composed ahead, comes whole."
         ),
         raises=[FieldError],
         opt={"scope": Scope.PAGES, "link": True},
@@ -95,21 +98,17 @@ class PageController(Controller):
             shopper_id=shopper_id, kind=kind, query=q, locale=locale, format="html"
         )
         key = caller(request)  # a link or session has no key: the shopper's own page
-        served = await pages.page(page_request, key.id if key is not None else None)
-        cookies = []
-        expires = request.scope.get("state", {}).get(LINK_EXPIRES)
-        if expires is not None:
-            cookies.append(
-                Cookie(
-                    key=SESSION_COOKIE,
-                    value=api.access.links.session(expires),
-                    max_age=max(0, expires - int(time.time())),  # Litestar's `expires` is relative
-                    path="/",
-                    httponly=True,
-                    secure=request.url.scheme == "https",
-                    samesite="lax",
-                )
+        who = key.id if key is not None else None
+        cookies = _session_cookies(request, api)
+        if pages.streams_html(page_request):
+            first, chunks = await pages.html_stream(page_request, who)
+            headers = {**NO_STORE, "X-Cache": "hit" if first.cached else "miss"}
+            if first.page_id is not None:
+                headers["X-Page-Id"] = first.page_id
+            return Stream(  # type: ignore[return-value]
+                chunks, media_type=MediaType.HTML, headers=headers, cookies=cookies
             )
+        served = await pages.page(page_request, who)
         return Response(
             served.result.html or "",
             media_type=MediaType.HTML,
@@ -133,6 +132,24 @@ class PageController(Controller):
         ttl = data.ttl_s or api.api.link_ttl_s
         link = api.access.links.page_link(data.shopper_id, ttl)
         return PageLinkOut(path=link.path(), expires_at=link.expires_at)
+
+
+def _session_cookies(request: Request, api: ApiState) -> list[Cookie]:
+    """A signed link's page starts a browser session for the product pages it links to."""
+    expires = request.scope.get("state", {}).get(LINK_EXPIRES)
+    if expires is None:
+        return []
+    return [
+        Cookie(
+            key=SESSION_COOKIE,
+            value=api.access.links.session(expires),
+            max_age=max(0, expires - int(time.time())),  # Litestar's `expires` is relative
+            path="/",
+            httponly=True,
+            secure=request.url.scheme == "https",
+            samesite="lax",
+        )
+    ]
 
 
 async def _event_stream(
