@@ -11,10 +11,11 @@ from test_model_versions import versioned_shop
 
 from composer.bench.api import CacheAnswered, check_loopback, percentile, run_swap
 from composer.bench.api import run as bench_run
+from composer.bench.revisits import MAX_EVENTS_PER_VISIT, build_trace
 from composer.cli import run
 from composer.errors import UsageError
 from composer.topology import ApiServer
-from retrieval import Encoder
+from retrieval import AheadStore, Encoder
 from retrieval.versions import ModelVersions
 
 
@@ -106,3 +107,54 @@ def test_swap_run_trains_a_new_version_under_load_without_a_failed_request(
     assert swap["new_version"] == versions.current_name() != old
     assert set(swap["pages_by_version"]) == {old, swap["new_version"]}
     assert swap["pages_by_version"][swap["new_version"]] >= 100
+
+
+def test_the_revisits_trace_keeps_returning_shoppers_visits_in_order(ml_shop: BuiltShop) -> None:
+    events = ml_shop.store.all_events()
+    trace = build_trace(events, days=14, seconds=360)
+    start = trace.window_start
+    first_seen: dict[str, float] = {}
+    for e in events:
+        first_seen[e.shopper_id] = min(first_seen.get(e.shopper_id, e.timestamp), e.timestamp)
+    # Only shoppers who had visited before the window: their pages can be known ahead.
+    assert trace.shoppers and all(first_seen[s] < start for s in trace.shoppers)
+    assert [v.at_s for v in trace.visits] == sorted(v.at_s for v in trace.visits)
+    assert trace.visits[0].at_s >= 0 and trace.visits[-1].at_s <= 360
+    assert all(1 <= len(v.events) <= MAX_EVENTS_PER_VISIT for v in trace.visits)
+    summary = trace.summary()
+    assert summary["visits"] == len(trace.visits) > summary["shoppers"] == len(trace.shoppers)
+    assert summary["compression"] == 14 * 86400 / 360
+
+
+@pytest.mark.slow
+def test_bench_api_trace_revisits_compares_on_request_with_compose_ahead(
+    ml_shop: BuiltShop,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    """The real in-process model in both modes, on a one-day trace (8 shoppers)."""
+    monkeypatch.setenv("COMPOSER_ARTIFACTS_DIR", str(ml_shop.settings.artifacts_dir))
+    monkeypatch.setenv("COMPOSER_CACHE_DIR", str(CACHE))
+    monkeypatch.setenv("COMPOSER_FUSION__TUNE", "false")
+    argv = ["bench", "api", "--trace", "revisits", "--trace-days", "1", "--trace-seconds", "20"]
+    code = run([*argv, "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    report = json.loads(out.out)
+    assert report["trace"]["shoppers"] == 8 and report["trace"]["visits"] == 11
+    on_request, ahead = report["on_request"], report["compose_ahead"]
+    for mode in (on_request, ahead):
+        assert mode["page_views"] == mode["answered_200"] == 11
+        assert mode["errors"] == mode["events_refused"] == 0
+        assert 0 <= mode["llm_share"] <= 1 and mode["p50_ms"] > 0
+    assert on_request["ahead"] == {} and "previous_visits" not in on_request
+    # Every shopper's page was composed after their previous visit, and served as it was.
+    assert ahead["previous_visits"]["all_composed"]
+    assert ahead["composes"]["kept"] >= 8
+    assert ahead["ahead"]["kept"] >= 1 and ahead["page_age_s_p50"] > 0
+    assert set(report["ratios"]) == {
+        "llm_share_ahead_over_on_request", "p99_ahead_over_on_request",
+        "p50_ahead_over_on_request",
+    }  # fmt: skip
+    # The store the replay wrote to was a copy: the shop's own has no compose-ahead rows.
+    assert AheadStore(ml_shop.store.engine).outcomes() == {}

@@ -20,6 +20,12 @@ app = typer.Typer(
 )
 
 
+class Trace(StrEnum):
+    """Visit patterns `composer bench api --trace` replays."""
+
+    REVISITS = "revisits"
+
+
 class BenchBackend(StrEnum):
     # The figures (batching, server-side prefix cache, server metrics) are a serving
     # engine's; the in-process backend is measured inside the run as the comparison.
@@ -185,13 +191,35 @@ def bench_api(
     exposure_rounds: Annotated[
         int, typer.Option(min=1, help="Rounds of --exposure-cost (off and on each round).")
     ] = 3,
+    trace: Annotated[
+        Trace | None,
+        typer.Option(
+            help="Instead: replay the shop's visit pattern (`revisits`: returning shoppers' "
+            "visits of the log's last --trace-days, compressed to --trace-seconds) with pages "
+            "composed on request, then composed ahead: LLM share of page views, p50/p99."
+        ),
+    ] = None,
+    trace_days: Annotated[float, typer.Option(min=1, help="Days of the log --trace replays.")] = 14,
+    trace_seconds: Annotated[
+        float, typer.Option(min=10, help="How long the replay of those days lasts.")
+    ] = 360,
+    ahead_budget: Annotated[
+        int, typer.Option(min=1, help="--trace: pages composed ahead per minute at most.")
+    ] = 60,
     json_out: JsonOpt = False,
 ) -> None:
     """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate;
-    with --swap, a model swap under load; with --exposure-cost, the exposure log's cost."""
+    with --swap, a model swap under load; with --exposure-cost, the exposure log's cost; with
+    --trace revisits, on-request pages against pages composed ahead."""
     from composer.bench.api import run, run_exposure_cost, run_swap, shoppers_with_events
     from composer.topology import ApiServer
 
+    if trace is not None:
+        if url or swap or exposure_cost:
+            raise UsageError("--trace starts servers of its own: leave out --url, --swap and "
+                             "--exposure-cost")  # fmt: skip
+        _bench_trace(backend, workers, trace_days, trace_seconds, ahead_budget, json_out)
+        return
     shoppers = shoppers_with_events(settings())
 
     def measure(base: str, admin_key: str) -> dict[str, Any]:
@@ -251,6 +279,34 @@ def bench_api(
             [[c, cost[c]["pages_per_s_off"], cost[c]["pages_per_s_on"],
               cost[c]["ratio_per_round"], cost[c]["ratio_on_off"]] for c in ("c1", "c16")],
         )  # fmt: skip
+
+
+def _bench_trace(
+    backend: BackendName, workers: int, days: float, seconds: float, budget: int, json_out: bool
+) -> None:
+    from composer.bench.revisits import MODES, run_revisits
+
+    report = run_revisits(settings(), backend, days, seconds, workers, 16, budget)
+    if json_out:
+        print_json(report)
+        return
+    table("Trace", ["what", "value"], list(report["trace"].items()))
+    rows = []
+    for mode in MODES:
+        r = report[mode]
+        rows.append([mode, r["page_views"], r["llm_share"], r["p50_ms"], r["p99_ms"],
+                     r["max_ms"], r["rules_page_reasons"], r["non_200"] + r["errors"]])  # fmt: skip
+    table(
+        f"Page views of the replay ({backend}, concurrency ≤ 16, {workers} worker(s))",
+        ["mode", "views", "LLM share", "p50 ms", "p99 ms", "max ms", "rules pages because",
+         "not 200"],
+        rows,
+    )  # fmt: skip
+    ahead = report["compose_ahead"]
+    table("Compose-ahead", ["what", "value"],
+          [*ahead["previous_visits"].items(), ("composes", ahead["composes"]),
+           ("served", ahead["ahead"]), ("page age p50 / max s",
+            f"{ahead['page_age_s_p50']} / {ahead['page_age_s_max']}")])  # fmt: skip
 
 
 @app.command("llm")

@@ -99,16 +99,17 @@ class PageController(Controller):
         )
         key = caller(request)  # a link or session has no key: the shopper's own page
         who = key.id if key is not None else None
-        cookies = _session_cookies(request, api)
         if pages.streams_html(page_request):
             first, chunks = await pages.html_stream(page_request, who)
             headers = {**NO_STORE, "X-Cache": "hit" if first.cached else "miss"}
             if first.page_id is not None:
                 headers["X-Page-Id"] = first.page_id
+            cookies = _session_cookies(request, api)
             return Stream(  # type: ignore[return-value]
                 chunks, media_type=MediaType.HTML, headers=headers, cookies=cookies
             )
         served = await pages.page(page_request, who)
+        cookies = _session_cookies(request, api)
         return Response(
             served.result.html or "",
             media_type=MediaType.HTML,
