@@ -210,6 +210,17 @@ class AheadStore:
                 )
         return bool(gone)
 
+    def release(self, worker: str) -> int:
+        """Hand back every claim ``worker`` holds (a clean stop): the rows are claimable at
+        once instead of when their leases run out."""
+        t = ahead_queue_table
+        with self.engine.begin() as conn:
+            return conn.execute(
+                t.update()
+                .where(t.c.claimed_by == worker)
+                .values(claimed_by=None, claimed_until=0.0)
+            ).rowcount
+
     def depth(self) -> int:
         with self.engine.connect() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(ahead_queue_table))
@@ -294,6 +305,32 @@ class AheadStore:
             if wasted:
                 _set_outcome(conn, before.compose_id, "wasted")
             return wasted
+
+    def expire(self, composed_before: float) -> int:
+        """Drop kept pages composed before ``composed_before`` (too old to be served); those
+        never served are marked wasted in the log. How many of those there were."""
+        t = ahead_pages_table
+        with self.engine.begin() as conn:
+            unseen = (
+                conn.execute(
+                    sa.select(t.c.compose_id).where(
+                        t.c.composed_at < composed_before, t.c.views == 0
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for compose_id in unseen:
+                _set_outcome(conn, compose_id, "wasted")
+            conn.execute(t.delete().where(t.c.composed_at < composed_before))
+        return len(unseen)
+
+    def prune_log(self, started_before: float) -> int:
+        """Forget composes that started before ``started_before`` (the log would grow
+        forever; the budget reads the last minute only)."""
+        t = ahead_composes_table
+        with self.engine.begin() as conn:
+            return conn.execute(t.delete().where(t.c.started_at < started_before)).rowcount
 
     def mark_viewed(self, views: Iterable[tuple[str, str]]) -> None:
         """Count a view of each ``(shopper_id, request_hash)`` kept page."""

@@ -28,6 +28,9 @@ if [ "$vllm" = 1 ]; then
     bash scripts/bootstrap_vllm.sh
 fi
 .venv/bin/composer setup
+# Known shoppers' pages composed by the LLM ahead of their visit (README: Pages composed
+# ahead); COMPOSER_AHEAD__ENABLED=false serves every LLM page on request.
+export COMPOSER_AHEAD__ENABLED="${COMPOSER_AHEAD__ENABLED:-true}"
 serve=(.venv/bin/composer serve --host 127.0.0.1 --port "${COMPOSER_PORT:-8000}"
     --workers "${COMPOSER_WORKERS:-2}")
 if [ "$vllm" = 1 ]; then

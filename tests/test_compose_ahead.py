@@ -330,3 +330,47 @@ def test_a_shopper_gets_the_page_of_their_experiment_arm(ml_shop: BuiltShop, tmp
         assert served["variant"] == "control" and served["trace"]["ahead"] == "kept"
         assert served["trace"]["backend"] == "transformers"
         assert sorted(s for s, _, _ in composes(ml_shop)) == [arms["control"]]
+
+
+def test_unseen_pages_that_expire_count_as_wasted_and_a_clean_stop_hands_claims_back(
+    ml_shop: BuiltShop,
+) -> None:
+    store = AheadStore(ml_shop.store.engine)
+    now = time.time()
+    seen, unseen = (store.start_compose(s, "h", "w", now - 7200) for s in ("50", "51"))
+    for shopper, compose_id in (("50", seen), ("51", unseen)):
+        store.end_compose(compose_id, "kept", now - 7100)
+        store.keep(KeptPage(shopper, "h", "key", "{}", now - 7100, "{}", 0, compose_id))
+    store.mark_viewed([("50", "h")])
+    assert store.expire(now - 3600) == 1
+    assert kept_pages(ml_shop) == 0
+    assert sorted(o for _, _, o in composes(ml_shop)) == ["kept", "wasted"]
+
+    # Replacing a page nobody was served is a waste too.
+    replaced = store.start_compose("52", "h", "w", now)
+    store.keep(KeptPage("52", "h", "k1", "{}", now, "{}", 0, replaced))
+    assert store.keep(KeptPage("52", "h", "k2", "{}", now, "{}", 0, replaced + 1)) is True
+
+    store.enqueue([("53", "h", normalise(PageRequest(shopper_id="53")).model_dump_json(), 1.0)],
+                  now)  # fmt: skip
+    assert store.claim("stopping", now, lease_s=600) is not None
+    assert store.claim("other", now, lease_s=600) is None  # leased
+    assert store.release("stopping") == 1
+    assert store.claim("other", now, lease_s=600) is not None
+
+
+def test_the_budget_caps_composes_per_minute_across_the_queue(ml_shop: BuiltShop) -> None:
+    backend = scripted()
+    with KeyedClient(app_with(ml_shop, backend, budget_per_minute=2, concurrency=2)) as c:
+        for shopper in ("60", "61", "62", "63", "64"):
+            home(c, shopper)
+        wait_for(lambda: kept_pages(ml_shop) == 2 and idle_but(ml_shop, 3), message="2 pages")
+        time.sleep(1.5)  # the workers keep looking: nothing more starts within the minute
+        assert len(composes(ml_shop)) == 2 and backend.calls == 2
+        assert AheadStore(ml_shop.store.engine).depth() == 3
+        assert metric(c, "composer_ahead_queue_depth") == 3  # refreshed every second
+
+
+def idle_but(shop: BuiltShop, queued: int) -> bool:
+    store = AheadStore(shop.store.engine)
+    return store.depth() == queued and "running" not in store.outcomes()

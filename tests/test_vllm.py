@@ -4,6 +4,7 @@ n seeded variants, the API's event stream, and a server killed mid-page and rest
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 
 import html5lib
 import pytest
+import sqlalchemy as sa
 from conftest import CACHE, BuiltShop
 from test_api import KeyedClient, app_for, parse_sse
 
@@ -28,8 +30,9 @@ from composer.llm.vllm_server import VLLMServer
 from composer.page_request import PageRequest
 from composer.pipeline import DoneEvent, PageComposer, PageResult, SectionEvent
 from composer.prompting import PromptLibrary
-from composer.settings import DEFAULT_MODEL, Settings
-from retrieval import FusionParams
+from composer.settings import DEFAULT_MODEL, AheadSettings, Settings
+from retrieval import AheadStore, FusionParams
+from retrieval.ahead_store import ahead_composes_table, ahead_pages_table, ahead_queue_table
 
 # The session-scoped `vllm_server` fixture: one real server for all vLLM tests.
 pytest_plugins = ["vllm_server_fixture"]
@@ -289,6 +292,40 @@ def test_sse_stream_from_vllm_has_sections_in_order(
         "fallback": False,
         "fallback_reason": None,
     }
+
+
+def test_pages_composed_ahead_go_to_the_server_at_once_and_are_served_kept(
+    vllm_server: VLLMServer, ml_shop: BuiltShop
+) -> None:
+    with ml_shop.store.engine.begin() as conn:  # the session's shop: no earlier queue
+        for table in (ahead_queue_table, ahead_pages_table, ahead_composes_table):
+            conn.execute(table.delete())
+    shoppers = ["301", "302", "303", "304"]
+    settings = AheadSettings(enabled=True, sweep_s=0, concurrency=4, budget_per_minute=60)
+    app = app_for(ml_shop, llm_backend="vllm", vllm_url=vllm_server.url,
+                  page_deadline_s=DEADLINE_S, ahead=settings)  # fmt: skip
+    with KeyedClient(app, timeout=DEADLINE_S) as client:
+        for shopper in shoppers:
+            first = client.post("/v1/pages", json={"shopper_id": shopper}).json()
+            assert first["trace"]["ahead"] == "composing"
+        store = AheadStore(ml_shop.store.engine)
+        deadline = time.monotonic() + 4 * DEADLINE_S
+        while store.outcomes().get("kept", 0) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.outcomes() == {"kept": 4}
+        for shopper in shoppers:
+            page = client.post("/v1/pages", json={"shopper_id": shopper}).json()
+            trace = page["trace"]
+            assert trace["backend"] == "vllm" and not trace["fallback"], trace
+            assert trace["ahead"] == "kept" and page["layout"]["sections"]
+    # Four claimers: the pages were composed side by side (the server batches them).
+    with ml_shop.store.engine.connect() as conn:
+        spans = conn.execute(
+            sa.select(ahead_composes_table.c.started_at, ahead_composes_table.c.finished_at)
+        ).all()
+    ordered = sorted(spans)
+    overlapping = sum(1 for a, b in itertools.pairwise(ordered) if b[0] < a[1])
+    assert overlapping >= 1, spans
 
 
 def test_server_killed_mid_page_falls_back_then_recovers_after_restart(

@@ -50,6 +50,8 @@ class ComposeAhead:
         self.clock = clock
         self.views: deque[Visit] = deque(maxlen=100_000)
         self.wake = threading.Event()  # set when something is queued
+        # One flush at a time: two would read and write the same shoppers' scores.
+        self._flush_lock = threading.Lock()
 
     def lookup(self, request: PageRequest, key: str) -> Found | None:
         """The kept page for ``request`` (normalised) if it was composed for ``key`` (this
@@ -113,6 +115,10 @@ class ComposeAhead:
 
     def flush_views(self) -> None:
         """Write the views noted since the last flush (visit scores, kept pages' views)."""
+        with self._flush_lock:
+            self._flush_views()
+
+    def _flush_views(self) -> None:
         batch: list[Visit] = []
         while self.views:
             try:

@@ -37,6 +37,10 @@ FAILED = "failed"  # an exception: not kept
 UNCHANGED = "unchanged"  # a valid kept page was there already: nothing composed
 
 
+TIDY_S = 60.0  # how often expired kept pages go
+LOG_KEPT_S = 7 * 86400.0
+
+
 @dataclass(frozen=True)
 class AheadPlan:
     """A queued request resolved like a served one: the shopper's arm applied (the request
@@ -45,6 +49,11 @@ class AheadPlan:
     request: PageRequest
     llm: bool  # False: this shopper is served the rules page (an experiment's arm)
     key: str
+
+
+@dataclass
+class _Claim:
+    started: bool = False  # its compose is in the store's log (and the budget's count)
 
 
 class Pages(Protocol):
@@ -85,9 +94,11 @@ class AheadWorker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._claim_lock = threading.Lock()
+        self._claimed = 0  # claimed by this process, not started yet (the budget counts them)
         self._housekeeping = Poller("composer-ahead-housekeeping", housekeeping_s,
                                     self.housekeeping, "compose-ahead housekeeping")  # fmt: skip
         self._last_sweep = 0.0
+        self._last_tidy = 0.0
         self.lease_s = self.settings.deadline_s * 2 + 30
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -110,8 +121,9 @@ class AheadWorker:
         self._threads = []
         try:
             self.ahead.flush_views()
-        except Exception:  # the store may be gone already; views only set priorities
-            log.exception("compose-ahead: views not written at stop")
+            self.store.release(self.name)
+        except Exception:  # the store may be gone already; leases run out on their own
+            log.exception("compose-ahead: views or claims not written at stop")
 
     # -- the compose loop ---------------------------------------------------------------------
 
@@ -127,7 +139,10 @@ class AheadWorker:
                 self.ahead.wake.clear()
 
     def budget_left(self, now: float) -> int:
-        return self.settings.budget_per_minute - self.store.composes_since(now - 60.0)
+        """Composes the budget still allows this minute: every process's started ones count,
+        and this process's claimed but not yet started ones."""
+        started = self.store.composes_since(now - 60.0)
+        return self.settings.budget_per_minute - started - self._claimed
 
     def step(self) -> bool:
         """Claim and compose one page; False when there was nothing to do (or no room)."""
@@ -138,15 +153,20 @@ class AheadWorker:
             if self.budget_left(now) <= 0:
                 return False
             page = self.store.claim(self.name, now, self.lease_s)
-        if page is None:
-            return False
+            if page is None:
+                return False
+            self._claimed += 1
+        claim = _Claim()
         try:
-            self.compose(page)
+            self.compose(page, claim)
         finally:
+            if not claim.started:
+                with self._claim_lock:
+                    self._claimed -= 1
             self.store.finish(page, self.name)
         return True
 
-    def compose(self, queued: QueuedPage) -> str:
+    def compose(self, queued: QueuedPage, claim: _Claim | None = None) -> str:
         """Compose one claimed page and keep it if it passes; the outcome."""
         request = PageRequest.model_validate_json(queued.request)
         plan = self.pages.plan_ahead(request)
@@ -158,12 +178,16 @@ class AheadWorker:
             kept is not None
             and kept.key_hash == plan.key
             and now - kept.composed_at <= self.settings.refresh_after_s
+            and self._reads_back(kept.payload)
         ):
             return UNCHANGED
         with self._claim_lock:
             compose_id = self.store.start_compose(
                 queued.shopper_id, queued.request_hash, self.name, self.clock()
             )
+            if claim is not None:
+                claim.started = True
+                self._claimed -= 1
         t = time.perf_counter()
         outcome = FAILED
         try:
@@ -182,6 +206,13 @@ class AheadWorker:
                 },
             )
         return outcome
+
+    def _reads_back(self, payload: str) -> bool:
+        try:
+            unpack(payload, self.ahead.products())
+        except InvalidKeptPage:
+            return False  # a product left the catalog: composed again
+        return True
 
     def _compose(
         self, queued: QueuedPage, request: PageRequest, plan: AheadPlan, compose_id: int
@@ -218,12 +249,24 @@ class AheadWorker:
     def housekeeping(self) -> None:
         self.ahead.flush_views()
         now = self.clock()
+        if now - self._last_tidy >= TIDY_S:
+            self._last_tidy = now
+            self.tidy(now)
         if self.settings.sweep_s > 0 and now - self._last_sweep >= self.settings.sweep_s:
             self._last_sweep = now
             self.sweep()
         self.store.trim(self.settings.max_queue)
         if self.metrics is not None:
             self.metrics.ahead_shared(self.store.depth(), self.store.composes_since(now - 60.0))
+
+    def tidy(self, now: float) -> None:
+        """Kept pages too old to serve go (unseen ones counted as wasted); the compose log
+        keeps a week."""
+        wasted = self.store.expire(now - self.settings.max_staleness_s)
+        if self.metrics is not None:
+            for _ in range(wasted):
+                self.metrics.ahead_wasted()
+        self.store.prune_log(now - LOG_KEPT_S)
 
     def sweep(self) -> int:
         """Queue the home page of shoppers active recently who have no page known yet (those

@@ -327,7 +327,9 @@ def run_revisits(
                 "COMPOSER_AHEAD__BUDGET_PER_MINUTE": str(budget_per_minute),
             }
         )
-        replayer_log = folder / f"server-{mode}.log"
+        logs = settings.artifacts_dir / "bench" / "revisits-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        replayer_log = logs / f"server-{mode}.log"
         with ApiServer(workers, env, log=replayer_log, key_id="revisits") as server:
             replayer = Replayer(server.url, server.key, concurrency)
             report: dict[str, Any] = {}
