@@ -90,9 +90,12 @@ class Trace:
         return gaps
 
 
-def build_trace(events: Sequence[StoredEvent], days: float, seconds: float) -> Trace:
+def build_trace(
+    events: Sequence[StoredEvent], days: float, seconds: float, max_shoppers: int | None = None
+) -> Trace:
     """The visits of returning shoppers in the log's last ``days``, compressed to
-    ``seconds``."""
+    ``seconds``; with ``max_shoppers``, those with the most visits in the window (a shop
+    where most come once has thousands, each of whom the warm-up would compose for)."""
     if not events:
         raise UsageError("the shop has no events: there is no visit pattern to replay")
     ordered = sorted(events, key=lambda e: e.timestamp)
@@ -119,6 +122,10 @@ def build_trace(events: Sequence[StoredEvent], days: float, seconds: float) -> T
                     tuple((e.kind.value, e.product_id) for e in session[:MAX_EVENTS_PER_VISIT]),
                 )
             )
+    if max_shoppers is not None:
+        counts = Counter(v.shopper_id for v in visits)
+        chosen = {s for s, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0]))[:max_shoppers]}
+        visits = [v for v in visits if v.shopper_id in chosen]
     visits.sort(key=lambda v: v.at_s)
     if not visits:
         raise UsageError(
@@ -298,6 +305,7 @@ def run_revisits(
     workers: int = 1,
     concurrency: int = 16,
     budget_per_minute: int = 60,
+    max_shoppers: int | None = None,
     warmup_timeout_s: float = 1200.0,
     modes: Sequence[str] = MODES,
 ) -> dict[str, Any]:
@@ -308,7 +316,7 @@ def run_revisits(
     if backend == BackendName.RULES:
         raise UsageError("--trace compares LLM pages: give --backend transformers or vllm")
     with closing(open_store(settings)) as source:
-        trace = build_trace(source.all_events(), days, seconds)
+        trace = build_trace(source.all_events(), days, seconds, max_shoppers)
     out: dict[str, Any] = {"trace": trace.summary(), "backend": backend, "workers": workers,
                            "concurrency": concurrency}  # fmt: skip
     folder = settings.artifacts_dir / "bench" / "revisits"

@@ -203,6 +203,10 @@ def bench_api(
     trace_seconds: Annotated[
         float, typer.Option(min=10, help="How long the replay of those days lasts.")
     ] = 360,
+    trace_shoppers: Annotated[
+        int | None,
+        typer.Option(min=1, help="--trace: only the shoppers with the most visits, this many."),
+    ] = None,
     ahead_budget: Annotated[
         int, typer.Option(min=1, help="--trace: pages composed ahead per minute at most.")
     ] = 60,
@@ -218,7 +222,9 @@ def bench_api(
         if url or swap or exposure_cost:
             raise UsageError("--trace starts servers of its own: leave out --url, --swap and "
                              "--exposure-cost")  # fmt: skip
-        _bench_trace(backend, workers, trace_days, trace_seconds, ahead_budget, json_out)
+        _bench_trace(
+            backend, workers, trace_days, trace_seconds, ahead_budget, trace_shoppers, json_out
+        )
         return
     shoppers = shoppers_with_events(settings())
 
@@ -282,11 +288,17 @@ def bench_api(
 
 
 def _bench_trace(
-    backend: BackendName, workers: int, days: float, seconds: float, budget: int, json_out: bool
+    backend: BackendName,
+    workers: int,
+    days: float,
+    seconds: float,
+    budget: int,
+    shoppers: int | None,
+    json_out: bool,
 ) -> None:
     from composer.bench.revisits import MODES, run_revisits
 
-    report = run_revisits(settings(), backend, days, seconds, workers, 16, budget)
+    report = run_revisits(settings(), backend, days, seconds, workers, 16, budget, shoppers)
     if json_out:
         print_json(report)
         return
