@@ -104,6 +104,7 @@ class Visit:
     shopper_id: str
     ts: float
     request_hash: str | None = None  # the kept page served, if any
+    compose_id: int | None = None  # ... and which compose of it
 
 
 def priority(score: float, last_visit: float, tau_s: float) -> float:
@@ -295,12 +296,15 @@ class AheadStore:
                 "views": 0,
                 "compose_id": page.compose_id,
             }
-            if before is None:
-                conn.execute(t.insert().values(**values))
-                return False
-            conn.execute(
-                _where_page(t.update(), t, page.shopper_id, page.request_hash).values(**values)
+            # An upsert: another process may have kept this page since the read above.
+            stmt = _insert(self.engine, t).values(**values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t.c.shopper_id, t.c.request_hash],
+                set_={k: v for k, v in values.items() if k not in ("shopper_id", "request_hash")},
             )
+            conn.execute(stmt)
+            if before is None:
+                return False
             wasted = before.views == 0
             if wasted:
                 _set_outcome(conn, before.compose_id, "wasted")
@@ -332,18 +336,19 @@ class AheadStore:
         with self.engine.begin() as conn:
             return conn.execute(t.delete().where(t.c.started_at < started_before)).rowcount
 
-    def mark_viewed(self, views: Iterable[tuple[str, str]]) -> None:
-        """Count a view of each ``(shopper_id, request_hash)`` kept page."""
+    def mark_viewed(self, compose_ids: Iterable[int]) -> None:
+        """Count a view of each kept page, named by its compose (a view of a page replaced
+        since counts for nothing: the page it saw is gone)."""
         t = ahead_pages_table
-        counts: dict[tuple[str, str], int] = {}
-        for view in views:
-            counts[view] = counts.get(view, 0) + 1
+        counts: dict[int, int] = {}
+        for compose_id in compose_ids:
+            counts[compose_id] = counts.get(compose_id, 0) + 1
         if not counts:
             return
         with self.engine.begin() as conn:
-            for (shopper, request_hash), n in counts.items():
+            for compose_id, n in counts.items():
                 conn.execute(
-                    _where_page(t.update(), t, shopper, request_hash).values(views=t.c.views + n)
+                    t.update().where(t.c.compose_id == compose_id).values(views=t.c.views + n)
                 )
 
     # -- compose log ------------------------------------------------------------------------
@@ -379,14 +384,6 @@ class AheadStore:
             )
             return count.scalar() or 0
 
-    def oldest_since(self, since: float) -> float | None:
-        """When the oldest compose started at or after ``since`` began (None: none did)."""
-        t = ahead_composes_table
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(sa.func.min(t.c.started_at)).where(t.c.started_at >= since)
-            ).scalar()
-
     def outcomes(self) -> dict[str, int]:
         """Composes by outcome (``running`` for those not finished)."""
         t = ahead_composes_table
@@ -394,21 +391,47 @@ class AheadStore:
             rows = conn.execute(sa.select(t.c.outcome, sa.func.count()).group_by(t.c.outcome))
             return {(outcome or "running"): n for outcome, n in rows}
 
-    def composes_of(self, shopper_id: str) -> list[tuple[str, str, str | None]]:
-        """``(request_hash, worker, outcome)`` of a shopper's composes, oldest first."""
+    def close_stale(self, started_before: float) -> int:
+        """Composes still open that started before ``started_before`` (their process died or
+        stopped mid-page, their lease is over) are marked failed."""
         t = ahead_composes_table
+        with self.engine.begin() as conn:
+            return conn.execute(
+                t.update()
+                .where(t.c.outcome.is_(None), t.c.started_at < started_before)
+                .values(outcome="failed")
+            ).rowcount
+
+    def last_composed(self, shopper_ids: Iterable[str]) -> dict[str, float]:
+        """When each shopper's latest compose started (absent: none in the log)."""
+        ids = list(set(shopper_ids))
+        t = ahead_composes_table
+        out: dict[str, float] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.c.request_hash, t.c.worker, t.c.outcome)
-                .where(t.c.shopper_id == shopper_id)
-                .order_by(t.c.compose_id)
-            ).all()
-        return [(h, w, o) for h, w, o in rows]
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    sa.select(t.c.shopper_id, sa.func.max(t.c.started_at))
+                    .where(t.c.shopper_id.in_(ids[start : start + 500]))
+                    .group_by(t.c.shopper_id)
+                )
+                out.update({s: float(ts) for s, ts in rows})
+        return out
 
     # -- visits and activity ----------------------------------------------------------------
 
     def record_visits(self, visits: Sequence[Visit], tau_s: float) -> None:
         """Fold page views into each shopper's visit score (each adds 1; older ones fade)."""
+        for attempt in range(3):
+            try:
+                self._record_visits(visits, tau_s)
+                return
+            except sa.exc.IntegrityError:
+                # Another process wrote a first visit of the same shopper between the read
+                # and the insert: read again.
+                if attempt == 2:
+                    raise
+
+    def _record_visits(self, visits: Sequence[Visit], tau_s: float) -> None:
         if not visits:
             return
         t = ahead_visits_table

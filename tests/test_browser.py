@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from conftest import REPO, BuiltShop
+from test_api import ADMIN_KEY
 from test_api_server import AUTH, Server, running_server
+
+from composer.bench.api import run_html_stream
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -242,3 +245,12 @@ def test_a_page_composed_on_request_streams_head_then_sections_then_title(
     finally:
         context.close()
     assert not problems, problems
+
+
+def test_the_html_stream_benchmark_sees_the_first_section_before_the_end(
+    llm_server: Server,
+) -> None:
+    report = run_html_stream(llm_server.url, ADMIN_KEY, ["186", "187"], 2)
+    assert report["pages"] == report["chunked"] == 2
+    assert report["head_ms_p50"] <= report["first_section_ms_p50"] <= report["complete_ms_p50"]
+    assert 0 < report["first_section_over_complete"] <= 1

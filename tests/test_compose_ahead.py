@@ -16,7 +16,7 @@ from fault_injection import TWO_SECTIONS, ScriptedBackend
 from litestar.testing import TestClient
 from test_api import KeyedClient, app_for, metric, parse_sse, settings_for
 
-from composer.ahead import ComposeAhead, normalise, pack
+from composer.ahead import AheadWorker, ComposeAhead, normalise, pack
 from composer.api.services import Services
 from composer.experiments import assign, load_experiment
 from composer.page_request import PageRequest
@@ -156,7 +156,7 @@ def app_with(shop: BuiltShop, backend: ScriptedBackend, **settings: Any) -> Any:
 
 def test_kept_pages_serve_json_sse_and_html_and_go_stale(ml_shop: BuiltShop) -> None:
     backend = scripted()
-    app = app_with(ml_shop, backend, refresh_after_s=1.0, max_staleness_s=2.0)
+    app = app_with(ml_shop, backend, refresh_after_s=3.0, max_staleness_s=60.0)
     with KeyedClient(app) as c:
         assert home(c, "7")["trace"]["ahead"] == "composing"
         wait_for(lambda: kept_pages(ml_shop) == 1 and idle(ml_shop), message="compose")
@@ -175,9 +175,9 @@ def test_kept_pages_serve_json_sse_and_html_and_go_stale(ml_shop: BuiltShop) -> 
         assert backend.calls == 1  # four views, one compose
 
         # Past refresh_after_s: still served, and composed again for the next view.
-        time.sleep(1.1)
+        time.sleep(3.1)
         stale = home(c, "7")
-        assert stale["trace"]["ahead"] == "refreshing" and stale["trace"]["page_age_s"] > 1.0
+        assert stale["trace"]["ahead"] == "refreshing" and stale["trace"]["page_age_s"] > 3.0
         wait_for(lambda: backend.calls == 2 and idle(ml_shop), message="refresh")
         assert home(c, "7")["trace"]["ahead"] == "kept"
         # The page replaced had been seen: not wasted.
@@ -341,7 +341,7 @@ def test_unseen_pages_that_expire_count_as_wasted_and_a_clean_stop_hands_claims_
     for shopper, compose_id in (("50", seen), ("51", unseen)):
         store.end_compose(compose_id, "kept", now - 7100)
         store.keep(KeptPage(shopper, "h", "key", "{}", now - 7100, "{}", 0, compose_id))
-    store.mark_viewed([("50", "h")])
+    store.mark_viewed([seen])
     assert store.expire(now - 3600) == 1
     assert kept_pages(ml_shop) == 0
     assert sorted(o for _, _, o in composes(ml_shop)) == ["kept", "wasted"]
@@ -365,12 +365,58 @@ def test_the_budget_caps_composes_per_minute_across_the_queue(ml_shop: BuiltShop
         for shopper in ("60", "61", "62", "63", "64"):
             home(c, shopper)
         wait_for(lambda: kept_pages(ml_shop) == 2 and idle_but(ml_shop, 3), message="2 pages")
-        time.sleep(1.5)  # the workers keep looking: nothing more starts within the minute
+        # The workers keep looking (the gauge is refreshed every second): nothing more starts
+        # within the minute.
+        wait_for(lambda: metric(c, "composer_ahead_queue_depth") == 3, 10, "the gauge")
+        time.sleep(1.0)
         assert len(composes(ml_shop)) == 2 and backend.calls == 2
         assert AheadStore(ml_shop.store.engine).depth() == 3
-        assert metric(c, "composer_ahead_queue_depth") == 3  # refreshed every second
 
 
 def idle_but(shop: BuiltShop, queued: int) -> bool:
     store = AheadStore(shop.store.engine)
     return store.depth() == queued and "running" not in store.outcomes()
+
+
+class _NoPages:
+    """The sweep composes nothing: it only queues."""
+
+    def plan_ahead(self, request: PageRequest) -> Any:
+        raise AssertionError("the sweep composes nothing")
+
+    def compose_ahead(self, plan: Any, deadline_s: float) -> Any:
+        raise AssertionError("the sweep composes nothing")
+
+    def llm_busy(self) -> bool:
+        return True
+
+
+def test_the_sweep_queues_recent_shoppers_below_visitors_and_once_per_state(
+    ml_shop: BuiltShop,
+) -> None:
+    store = AheadStore(ml_shop.store.engine)
+    # The session's shop holds MovieLens' 1998 events and the ones tests post now: a window
+    # reaching back over both takes every shopper.
+    settings = ahead(active_window_s=40 * 365 * 86400.0)
+    service = ComposeAhead(settings, store, ml_shop.retriever.catalog.by_id)
+    worker = AheadWorker(service, _NoPages())
+    active = store.active_shoppers(settings.active_window_s, 1000)
+    assert len(active) >= 900
+    # One of them visited a page just now: a visitor outranks every swept shopper.
+    visitor = active[-1][0]
+    store.record_visits([Visit(visitor, time.time())], settings.revisit_tau_s)
+
+    assert worker.sweep() == len(active)
+    queued = store.queued()
+    assert {q.shopper_id for q in queued} == {s for s, _, _ in active}
+    assert queued[0].shopper_id == visitor
+    assert worker.sweep() == 0  # all known now
+
+    # Composed since their last event and gone from the queue (an expired, unseen page):
+    # not swept again until they act.
+    for q in queued:
+        assert store.claim("w", time.time(), 60) is not None
+        store.start_compose(q.shopper_id, q.request_hash, "w", time.time())
+    with ml_shop.store.engine.begin() as conn:
+        conn.execute(ahead_queue_table.delete())
+    assert worker.sweep() == 0

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from composer.ahead.kept import InvalidKeptPage, unpack
 from composer.ahead.keys import normalise, request_hash
-from composer.layout import PageKind
 from composer.page_request import PageRequest
 from composer.pipeline import PageResult
 from composer.settings import AheadSettings
@@ -49,6 +48,10 @@ class ComposeAhead:
         self.products = products  # the catalog now (swapped with the models)
         self.clock = clock
         self.views: deque[Visit] = deque(maxlen=100_000)
+        # Shoppers whose events arrived: their pages are queued again by the worker, off the
+        # request (an event's answer waits for its own write only).
+        self._requeue: set[str] = set()
+        self._requeue_lock = threading.Lock()
         self.wake = threading.Event()  # set when something is queued
         # One flush at a time: two would read and write the same shoppers' scores.
         self._flush_lock = threading.Lock()
@@ -72,7 +75,8 @@ class ComposeAhead:
                 if result is not None:
                     how = REFRESHING if age > self.settings.refresh_after_s else KEPT
                     found = Found(result, age, how)
-        self.views.append(Visit(shopper, now, rh if found is not None else None))
+        compose_id = kept.compose_id if found is not None and kept is not None else None
+        self.views.append(Visit(shopper, now, rh if found is not None else None, compose_id))
         if found is None or found.how == REFRESHING:
             self.want([request], now)
         return found
@@ -103,14 +107,29 @@ class ComposeAhead:
         self.store.enqueue(rows, now)
         self.wake.set()
 
-    def requeue(self, shopper_id: str) -> int:
-        """After a shopper's events: their known pages (kept or queued), or their home page,
-        queued again; how many."""
-        known = self.store.requests_of(shopper_id)
-        requests = [PageRequest.model_validate_json(r) for r in known.values()]
-        if not requests:
-            requests = [normalise(PageRequest(shopper_id=shopper_id, kind=PageKind.HOME))]
-        self.want(requests)
+    def requeue(self, shopper_id: str) -> None:
+        """After a shopper's events: their pages are to be queued again (by
+        :meth:`flush_requeues`, in the worker's thread)."""
+        with self._requeue_lock:
+            self._requeue.add(shopper_id)
+        self.wake.set()
+
+    def flush_requeues(self) -> int:
+        """Queue again the known pages (kept or queued) of the shoppers whose events came
+        since the last flush, or their home page; how many pages."""
+        with self._requeue_lock:
+            shoppers, self._requeue = self._requeue, set()
+        requests: list[PageRequest] = []
+        try:
+            for shopper_id in sorted(shoppers):
+                known = self.store.requests_of(shopper_id)
+                own = [PageRequest.model_validate_json(r) for r in known.values()]
+                requests += own or [normalise(PageRequest(shopper_id=shopper_id))]
+            self.want(requests)
+        except Exception:
+            with self._requeue_lock:  # the store may be back next round
+                self._requeue |= shoppers
+            raise
         return len(requests)
 
     def flush_views(self) -> None:
@@ -128,6 +147,4 @@ class ComposeAhead:
         if not batch:
             return
         self.store.record_visits(batch, self.settings.revisit_tau_s)
-        self.store.mark_viewed(
-            (v.shopper_id, v.request_hash) for v in batch if v.request_hash is not None
-        )
+        self.store.mark_viewed(v.compose_id for v in batch if v.compose_id is not None)

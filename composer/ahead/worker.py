@@ -38,6 +38,9 @@ UNCHANGED = "unchanged"  # a valid kept page was there already: nothing composed
 
 
 TIDY_S = 60.0  # how often expired kept pages go
+# Subtracted from a swept shopper's priority (log-score units): visitors' priorities are
+# ln(score) + t/tau with t/tau in the thousands, a sweep's can never reach them.
+SWEPT_BELOW = 1e6
 LOG_KEPT_S = 7 * 86400.0
 
 
@@ -63,7 +66,7 @@ class Pages(Protocol):
 
     def compose_ahead(self, plan: AheadPlan, deadline_s: float) -> PageResult: ...
 
-    def llm_waiting(self) -> bool: ...
+    def llm_busy(self) -> bool: ...
 
 
 class AheadMetrics(Protocol):
@@ -116,14 +119,19 @@ class AheadWorker:
         self.ahead.wake.set()
         self._housekeeping.stop()
         for thread in self._threads:
-            # A compose in flight finishes (bounded by the deadline) or is left to its lease.
             thread.join(timeout=5)
+        # A compose still running keeps its claim (its lease runs out, and housekeeping
+        # anywhere marks it failed then): handing it back would let another process compose
+        # the same page meanwhile.
+        composing = any(thread.is_alive() for thread in self._threads)
         self._threads = []
         try:
             self.ahead.flush_views()
-            self.store.release(self.name)
+            self.ahead.flush_requeues()
+            if not composing:
+                self.store.release(self.name)
         except Exception:  # the store may be gone already; leases run out on their own
-            log.exception("compose-ahead: views or claims not written at stop")
+            log.exception("compose-ahead: views, events or claims not written at stop")
 
     # -- the compose loop ---------------------------------------------------------------------
 
@@ -146,7 +154,8 @@ class AheadWorker:
 
     def step(self) -> bool:
         """Claim and compose one page; False when there was nothing to do (or no room)."""
-        if self.pages.llm_waiting():
+        self.ahead.flush_requeues()
+        if self.pages.llm_busy():
             return False
         with self._claim_lock:
             now = self.clock()
@@ -233,7 +242,10 @@ class AheadWorker:
         # never be served; the event queued the page again.
         if self.pages.plan_ahead(request).key != plan.key:
             return SUPERSEDED
-        self.ahead.flush_views()  # the page it replaces counts as seen if it was
+        try:
+            self.ahead.flush_views()  # the page it replaces counts as seen if it was
+        except Exception:  # views only inform priorities and the waste count
+            log.exception("compose-ahead: views not written")
         wasted = self.store.keep(
             KeptPage(
                 queued.shopper_id, queued.request_hash, plan.key, queued.request, self.clock(),
@@ -248,6 +260,7 @@ class AheadWorker:
 
     def housekeeping(self) -> None:
         self.ahead.flush_views()
+        self.ahead.flush_requeues()
         now = self.clock()
         if now - self._last_tidy >= TIDY_S:
             self._last_tidy = now
@@ -267,15 +280,25 @@ class AheadWorker:
             for _ in range(wasted):
                 self.metrics.ahead_wasted()
         self.store.prune_log(now - LOG_KEPT_S)
+        self.store.close_stale(now - self.lease_s)
 
     def sweep(self) -> int:
-        """Queue the home page of shoppers active recently who have no page known yet (those
-        with one are queued again by their events); how many were queued."""
+        """Queue the home page of shoppers active recently who have no page known and none
+        composed since their last event (a swept page that expired unseen is not composed
+        again until they act); how many were queued."""
         active = self.store.active_shoppers(self.settings.active_window_s, self.settings.max_queue)
-        known = self.store.shoppers_known({s for s, _, _ in active})
-        fresh = [(s, n, last) for s, n, last in active if s not in known]
+        ids = {s for s, _, _ in active}
+        known = self.store.shoppers_known(ids)
+        composed = self.store.last_composed(ids)
+        fresh = [
+            (s, n, last)
+            for s, n, last in active
+            if s not in known and composed.get(s, float("-inf")) < last
+        ]
         requests = [normalise(PageRequest(shopper_id=s, kind=PageKind.HOME)) for s, _, _ in fresh]
-        # Ranked by their events (how many, how recent), below any shopper seen visiting.
+        # Ranked by their events (how many, how recent), all below any shopper seen visiting:
+        # a visitor's page is the likelier view.
         tau = self.settings.revisit_tau_s
-        self.ahead.want(requests, priorities={s: priority(n, last, tau) for s, n, last in fresh})
+        ranks = {s: priority(n, last, tau) - SWEPT_BELOW for s, n, last in fresh}
+        self.ahead.want(requests, priorities=ranks)
         return len(requests)

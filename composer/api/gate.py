@@ -37,6 +37,12 @@ class LLMGate:
     def waiting(self) -> int:
         return sum(1 for f in self._waiters if not f.done())
 
+    @property
+    def busy(self) -> bool:
+        """A job holds a slot or waits for one. Readable from any thread (two reads of
+        values the loop replaces whole; a waiter just given up may still count)."""
+        return self.active > 0 or len(self._waiters) > 0
+
     async def acquire(self, timeout: float | None = None) -> None:
         """Take a slot; raises :class:`QueueFull` at once, or ``TimeoutError`` after waiting
         ``timeout`` seconds. The caller must :meth:`release` exactly once after success."""

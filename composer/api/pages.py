@@ -321,8 +321,6 @@ class PageService:
                 return event.result
         raise ComposerError("page stream ended without a page")  # pragma: no cover
 
-    # -- entry points -----------------------------------------------------------------------
-
     # -- composed ahead (composer.ahead.Pages, for its worker; and the request's side) -------
 
     def plan_ahead(self, request: PageRequest) -> AheadPlan:
@@ -333,12 +331,16 @@ class PageService:
         backend = self.queue.served_backend(plan.request.backend)
         return self.compose_sync(plan.request, backend, deadline_s, None)
 
-    def llm_waiting(self) -> bool:
-        """An on-request LLM job is waiting for a slot (pages composed ahead wait then)."""
-        return self.queue.gate.waiting > 0
+    def llm_busy(self) -> bool:
+        """An on-request LLM job holds a slot or waits for one: pages composed ahead do not
+        start then (one already started can keep such a job waiting for its length)."""
+        return self.queue.gate.busy
 
     def uses_ahead(self, request: PageRequest) -> bool:
-        return self.ahead is not None and applies(request)
+        """Answered from pages composed ahead: a shop's own home or category page of a known
+        shopper, where the served backend is a model."""
+        served = self.settings.llm_backend
+        return self.ahead is not None and served != BackendName.RULES and applies(request)
 
     def _ahead_page(self, request: PageRequest, started: float) -> Served:
         """A kept page if it is this request's page (same shopper state, prompt, model, arm,
@@ -373,12 +375,12 @@ class PageService:
         """A page, whether it came from the cache, and its id; ``caller`` is the API key's
         id."""
         started = time.perf_counter()
-        if self.uses_ahead(request):
-            return await self.in_thread(self._ahead_page, request, started)
         if self._rules_only(request, self.settings.llm_backend):
             # No LLM gate to pass between planning and composing: one trip to a worker
             # thread instead of two.
             return await self.in_thread(self._rules_page, request, started)
+        if self.uses_ahead(request):
+            return await self.in_thread(self._ahead_page, request, started)
         plan = await self.in_thread(self.plan, request, started)
         hit = self._lookup(plan)
         if hit is not None:
@@ -498,13 +500,21 @@ class PageService:
         title = copybook(locale).page_title(kind.value, request.query, category)
 
         async def chunks() -> AsyncIterator[str]:
+            closed = False
             try:
                 yield renderer.render_open(kind, locale, title)
                 async for item in items:
                     if item.html is not None:
                         yield item.html
                     elif item.result is not None:
+                        closed = True
                         yield renderer.render_close(item.result.layout.title)
+            except Exception as exc:
+                # The head and sections sent are final: the document still ends properly,
+                # with the sections it has (the status line went out with the head).
+                log.error("streamed page failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                if not closed:
+                    yield renderer.render_close(title)
             finally:
                 await items.aclose()
 

@@ -24,7 +24,7 @@ from composer.api.security.access import Access
 from composer.api.security.limits import WindowLimiter
 from composer.api.services import Services
 from composer.experiments import ExperimentRegistry, ExperimentWatch, ExposureLog
-from composer.settings import ApiSettings, Settings
+from composer.settings import ApiSettings, BackendName, Settings
 from retrieval import AheadStore
 from retrieval.exposures import ExposureStore
 
@@ -94,7 +94,8 @@ class ApiState:
                 store, conf.flush_s, conf.batch_size, on_written=self.metrics.exposures_written
             )
         ahead = None
-        if self.settings.ahead.enabled:
+        # With the rules backend served, every page is there at once: nothing to compose.
+        if self.settings.ahead.enabled and self.settings.llm_backend != BackendName.RULES:
             ahead = ComposeAhead(
                 self.settings.ahead,
                 AheadStore(services.store.engine),

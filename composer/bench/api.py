@@ -325,3 +325,42 @@ def run_exposure_cost(
             "p99_ms_on": [r["rules"][c]["p99_ms"] for r in runs["on"]],
         }
     return out
+
+
+def run_html_stream(url: str, key: str, shoppers: Sequence[str], pages: int) -> dict[str, Any]:
+    """``pages`` browser pages (``/pages/{shopper}``, one at a time, each a new shopper)
+    composed on request: when the document's head, its first section and its end arrived.
+    The end is when a page sent whole would have arrived; the first section is what a
+    shopper sees first when it streams."""
+    check_loopback(url)
+    import httpx
+
+    heads, firsts, ends, chunked = [], [], [], 0
+    with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=120) as client:
+        for shopper in shoppers[:pages]:
+            t = time.perf_counter()
+            head = first = None
+            body = ""
+            with client.stream("GET", f"{url}/pages/{shopper}") as r:
+                if r.status_code != 200:
+                    raise ComposerError(f"/pages/{shopper} answered {r.status_code}")
+                chunked += r.headers.get("transfer-encoding") == "chunked"
+                for chunk in r.iter_text():
+                    now = (time.perf_counter() - t) * 1000
+                    body += chunk
+                    head = head if head is not None else now
+                    if first is None and 'class="section' in body:
+                        first = now
+            ends.append((time.perf_counter() - t) * 1000)
+            heads.append(head or ends[-1])
+            firsts.append(first or ends[-1])
+    median = lambda xs: round(float(np.median(xs)), 1)  # noqa: E731
+    return {
+        "pages": len(ends),
+        "chunked": chunked,
+        "head_ms_p50": median(heads),
+        "first_section_ms_p50": median(firsts),
+        "complete_ms_p50": median(ends),
+        # What the shopper waits for a first section, streamed, as a share of the whole page.
+        "first_section_over_complete": round(float(np.median(firsts)) / float(np.median(ends)), 3),
+    }

@@ -155,6 +155,10 @@ def prepare_world(settings: Settings, folder: Path, window_start: float) -> Sett
     ):
         src.backup(dst)
         dst.execute("DELETE FROM events WHERE ts >= ?", (window_start,))
+        # A shop that served with compose-ahead brings its queue and pages along: each mode
+        # starts from none.
+        for table in ("ahead_queue", "ahead_pages", "ahead_composes", "ahead_visits"):
+            dst.execute(f"DELETE FROM {table}")
         dst.commit()
     return settings.for_shop_folder(folder)
 

@@ -191,6 +191,14 @@ def bench_api(
     exposure_rounds: Annotated[
         int, typer.Option(min=1, help="Rounds of --exposure-cost (off and on each round).")
     ] = 3,
+    html_stream: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Then this many browser pages (`/pages/…`, composed on request by the LLM, "
+            "one at a time): when the head, the first section and the end arrived.",
+        ),
+    ] = 0,
     trace: Annotated[
         Trace | None,
         typer.Option(
@@ -215,7 +223,13 @@ def bench_api(
     """Pages/s and p50/p99 at concurrency 1 and 16: rules, and the LLM with its fallback rate;
     with --swap, a model swap under load; with --exposure-cost, the exposure log's cost; with
     --trace revisits, on-request pages against pages composed ahead."""
-    from composer.bench.api import run, run_exposure_cost, run_swap, shoppers_with_events
+    from composer.bench.api import (
+        run,
+        run_exposure_cost,
+        run_html_stream,
+        run_swap,
+        shoppers_with_events,
+    )
     from composer.topology import ApiServer
 
     if trace is not None:
@@ -232,6 +246,10 @@ def bench_api(
         report = run(base, admin_key, backend, rules_requests, llm_requests, shoppers)
         if swap:
             report["swap"] = run_swap(base, admin_key, shoppers)
+        if html_stream:
+            # Shoppers the runs above did not ask for: no page from the cache.
+            fresh = shoppers[::-1]
+            report["html_stream"] = run_html_stream(base, admin_key, fresh, html_stream)
         return report
 
     if url:
@@ -274,6 +292,9 @@ def bench_api(
          "not 200"],
         rows,
     )  # fmt: skip
+    if html_stream:
+        table("Browser pages composed on request, streamed (p50)", ["what", "value"],
+              list(report["html_stream"].items()))  # fmt: skip
     if swap:
         table("Model swap under load (rules pages, concurrency 16)", ["what", "value"],
               list(report["swap"].items()))  # fmt: skip

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from composer.ahead import PENDING_REASON
 from composer.experiments.spec import HOLDOUT, Experiment
 from composer.experiments.stats import percentile
 from retrieval.exposures import Exposure
@@ -42,7 +43,8 @@ def health(experiment: Experiment, exposures: Iterable[Exposure]) -> dict[str, H
             by_variant[e.variant].append(e)
     out = {}
     for name, pages in sorted(by_variant.items()):
-        composed = [e for e in pages if not e.cached]
+        # A rules page served while the arm's LLM page is composed ahead is no model failure.
+        composed = [e for e in pages if not e.cached and e.fallback_reason != PENDING_REASON]
         out[name] = Health(
             variant=name,
             pages=len(pages),
