@@ -361,13 +361,28 @@ class PageComposer:
             for n, (section, theme) in enumerate(zip(rules.sections, themes, strict=True))
         ]
         fields.append(writer.title(themes, request.locale, salt, seed + 104729, rules.title))
+        # A streamed page: the first section's headline alone first, and its section out
+        # before the other fields are written.
+        lead = 1 if self.settings.words.first_section_alone and len(fields) > 2 else 0
+        choices: list[WordChoice] = []
+        sent = 0
         try:
-            choices = writer.write(fields, request.locale, prompt_fields, deadline)
+            if lead:
+                choices = writer.write(fields[:lead], request.locale, prompt_fields, deadline)
+                first = choices[0]
+                if first.where == "sections[0].headline":
+                    headline = first.text
+                    section = rules.sections[0].model_copy(update={"headline": headline})
+                    timings.setdefault("first_section", _ms(t0))
+                    yield self._section_event(0, section, handles, candidates, products, request)
+                    sent = 1
+            choices += writer.write(
+                fields[lead:], request.locale, prompt_fields, deadline, [c.text for c in choices]
+            )
         except LLMError as exc:
             attempt.error = str(exc)
             trace.fallback = True
             trace.fallback_reason = f"{attempt.error}; rules words shown"
-            choices = []
         for choice in choices:
             self._record_choice(trace, attempt, choice)
         if any(c.late for c in choices):
@@ -379,6 +394,8 @@ class PageComposer:
         for n, section in enumerate(rules.sections):
             headline = words.get(f"sections[{n}].headline", section.headline)
             sections.append(section.model_copy(update={"headline": headline}))
+            if n < sent:
+                continue  # out already, with these words
             timings.setdefault("first_section", _ms(t0))
             yield self._section_event(n, sections[-1], handles, candidates, products, request)
         title = words.get("title", rules.title)

@@ -4,6 +4,7 @@ and headlines and titles written by the real 135M model from the shop's own exam
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CACHE, BuiltShop
@@ -13,9 +14,9 @@ from composer.errors import UsageError
 from composer.layout import Locale
 from composer.llm.rules_backend import RulesBackend
 from composer.page_request import PageRequest
-from composer.pipeline import PageComposer
+from composer.pipeline import DoneEvent, PageComposer, SectionEvent
 from composer.prompting import PromptLibrary
-from composer.settings import Settings
+from composer.settings import BackendName, Settings
 from composer.shop import load_profile
 from composer.validation import copies, mentions, word_issues
 from composer.wording import ThemeWords, WordSettings, WordWriter, example_runs
@@ -203,3 +204,44 @@ def test_numbers_in_ordinary_headlines_are_not_contact_details() -> None:
         "Laptops 15.6 inch",
     ):
         assert "contact" not in [i.code for i in word_issues(text)], text
+
+
+@pytest.mark.slow
+def test_a_streamed_page_sends_its_first_section_before_the_other_words_are_written(
+    words_composer: PageComposer,
+) -> None:
+    settings = words_composer.settings.model_copy(
+        update={"words": WordSettings(first_section_alone=True)}
+    )
+    model = words_composer.backends.get(BackendName.TRANSFORMERS)
+    batches: list[int] = []
+
+    class Counting:
+        """The real in-process model, counting its batches."""
+
+        name, model_name = model.name, model.model
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(model, attr)
+
+        def generate_batch(self, requests: Any, deadline: float | None = None) -> Any:
+            batches.append(len(requests))
+            return model.generate_batch(requests, deadline)
+
+    registry = BackendRegistry(settings)
+    registry.register(Counting())  # type: ignore[arg-type]
+    composer = PageComposer(settings, words_composer.retriever, registry)
+    at_sections: list[int] = []
+    result = None
+    for event in composer.stream(PageRequest(shopper_id="196", seed=5)):
+        if isinstance(event, SectionEvent):
+            at_sections.append(len(batches))
+        elif isinstance(event, DoneEvent):
+            result = event.result
+    assert result is not None and not result.trace.fallback, result.trace.fallback_reason
+    sections = len(result.layout.sections)
+    # The first section went out after one batch of one field; the rest after the second.
+    assert batches == [1, sections] and at_sections == [1] + [2] * (sections - 1)
+    assert [w["where"] for w in result.trace.words] == [
+        *(f"sections[{n}].headline" for n in range(sections)), "title",
+    ]  # fmt: skip

@@ -291,18 +291,28 @@ class PageService:
 
     # -- composing (worker thread) ----------------------------------------------------------
 
-    def _composer(self, deadline_s: float) -> PageComposer:
+    def _composer(self, deadline_s: float, streamed: bool = False) -> PageComposer:
+        """The composer with this deadline; for a streamed page, one that writes the first
+        section's words alone first (the shopper sees it sooner, the page takes longer)."""
         s = self.services
-        if deadline_s == self.settings.page_deadline_s:
+        if deadline_s == self.settings.page_deadline_s and not streamed:
             return s.composer
-        settings = self.settings.model_copy(update={"page_deadline_s": max(deadline_s, 0.001)})
+        update: dict[str, Any] = {"page_deadline_s": max(deadline_s, 0.001)}
+        if streamed:
+            update["words"] = self.settings.words.model_copy(update={"first_section_alone": True})
+        settings = self.settings.model_copy(update=update)
         return PageComposer(settings, s.retriever, s.backends, s.prompts, s.renderer)
 
     def events(
-        self, request: PageRequest, backend: BackendName, deadline_s: float, forced: str | None
+        self,
+        request: PageRequest,
+        backend: BackendName,
+        deadline_s: float,
+        forced: str | None,
+        streamed: bool = False,
     ) -> Iterator[PageEvent]:
         """The composer's events, or the rules page's when the model is refused or fails."""
-        composer = self._composer(deadline_s)
+        composer = self._composer(deadline_s, streamed)
         rules_request = request.model_copy(update={"backend": BackendName.RULES})
         return self.fallback.stream(
             backend,
@@ -454,7 +464,7 @@ class PageService:
 
         def produce(deadline: float, forced: str | None) -> None:
             try:
-                for event in self.events(request, plan.backend, deadline, forced):
+                for event in self.events(request, plan.backend, deadline, forced, True):
                     if stop.is_set():
                         return
                     put(self._item(event, plan, full_trace))

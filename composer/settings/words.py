@@ -13,6 +13,12 @@ class WordSettings(BaseModel):
     # three shops (README, "Page words"): 2 candidates p50 4.2-5.0 s, 3 4.4-5.4 s with
     # fewer fields left to the rules text (clothing 3% -> 0, electronics 12.5% -> 10%), 4
     # 6.3-7.4 s: a step of 20 rows costs ~1.3x one of 10.
+    first_section_alone: bool = Field(
+        False,
+        description="Write the first section's headline in a batch of its own, then the "
+        "other fields: a streamed page shows its first section sooner, and takes longer "
+        "whole (the API turns it on for streamed pages).",
+    )
     candidates: int = Field(
         3, ge=1, le=8, description="Sampled candidates per headline or title; the best is shown."
     )

@@ -196,15 +196,17 @@ class WordWriter:
         locale: Locale,
         prompt_fields: Sequence[str],
         deadline: float | None = None,
+        chosen: Sequence[str] = (),
     ) -> list[WordChoice]:
         """Every field's candidates in one batch, then a choice per field in order: a field
-        may not repeat one chosen before it. Fields the deadline left unanswered keep their
-        rules text (``late``)."""
+        may not repeat one chosen before it (nor ``chosen``, the texts an earlier batch of
+        the page chose). Fields the deadline left unanswered keep their rules text
+        (``late``)."""
         started = time.perf_counter()
         requests = [self._request(f) for f in fields]
         answers = generate_batch(self.backend, requests, deadline)
         seconds = time.perf_counter() - started
-        taken: list[str] = []
+        taken: list[str] = list(chosen)
         choices: list[WordChoice] = []
         for f, generations in zip(fields, answers, strict=True):
             choice = self._choose(f, generations, locale, taken, prompt_fields, seconds)
