@@ -21,7 +21,7 @@ from composer.api.services import Services
 from composer.experiments import assign, load_experiment
 from composer.page_request import PageRequest
 from composer.provision import open_store
-from composer.settings import AheadSettings, ExperimentSettings
+from composer.settings import AheadSettings, ApiSettings, ExperimentSettings
 from retrieval import AheadStore, KeptPage, Store, Visit
 from retrieval.ahead_store import (
     ahead_composes_table,
@@ -100,7 +100,7 @@ def view(client: TestClient, shopper: str, product: str) -> None:
 def test_the_real_model_composes_ahead_and_an_event_means_rules_now_then_a_fresh_page(
     ml_shop: BuiltShop,
 ) -> None:
-    app = app_for(ml_shop, llm_backend="transformers", ahead=ahead())
+    app = app_for(ml_shop, api=STILL, llm_backend="transformers", ahead=ahead())
     with KeyedClient(app) as c:
         first = home(c, "42")
         # Nothing kept yet: the rules page at once, its reason, the LLM page queued.
@@ -150,8 +150,13 @@ def scripted(stall_page_s: float = 0.0, texts: list[str] | None = None) -> Scrip
                            stall_s=stall_page_s / len(text))  # fmt: skip
 
 
+# Other tests of the session train new model versions of the shared shop: an app polling for
+# them would swap mid-test, and every page's key with it.
+STILL = ApiSettings(model_poll_s=0)
+
+
 def app_with(shop: BuiltShop, backend: ScriptedBackend, **settings: Any) -> Any:
-    return app_for(shop, backend, llm_backend="transformers", ahead=ahead(**settings))
+    return app_for(shop, backend, api=STILL, llm_backend="transformers", ahead=ahead(**settings))
 
 
 def test_kept_pages_serve_json_sse_and_html_and_go_stale(ml_shop: BuiltShop) -> None:
@@ -317,7 +322,7 @@ def test_a_shopper_gets_the_page_of_their_experiment_arm(ml_shop: BuiltShop, tmp
         if len(arms) == 2:
             break
     backend = scripted()
-    app = app_for(ml_shop, backend, llm_backend="transformers", ahead=ahead(),
+    app = app_for(ml_shop, backend, api=STILL, llm_backend="transformers", ahead=ahead(),
                   experiments=ExperimentSettings(dir=folder, poll_s=0))  # fmt: skip
     with KeyedClient(app) as c:
         rules_arm = home(c, arms["no-model"])

@@ -241,6 +241,9 @@ class AheadWorker:
         # The shopper may have acted while the model wrote: a page for the old state would
         # never be served; the event queued the page again.
         if self.pages.plan_ahead(request).key != plan.key:
+            # Queued again for the key of now: an event queues it anyway, but a model swap
+            # or an edited prompt or profile would leave the page uncomposed.
+            self.ahead.want([request])
             return SUPERSEDED
         try:
             self.ahead.flush_views()  # the page it replaces counts as seen if it was
