@@ -6,8 +6,10 @@ Idempotent: every step checks what is already there, so a second run is fast.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from composer.llm.model_fetch import ensure_default_model
 from composer.settings import DEFAULT_MODEL, BackendName, Settings
@@ -30,6 +32,18 @@ class SetupReport:
 def open_store(settings: Settings) -> Store:
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     return Store(settings.resolved_database_url())
+
+
+def copy_shop_files(settings: Settings, folder: Path) -> None:
+    """A fresh ``folder`` with the shop's index, embedded Chroma and profile (not its store):
+    a copy to run against without touching the shop (the vectors do not depend on events)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copytree(settings.artifacts_dir / "index", folder / "index")
+    if settings.chroma_url is None and settings.resolved_chroma_path().exists():
+        shutil.copytree(settings.resolved_chroma_path(), folder / "chroma")
+    if settings.resolved_profile_path().exists():
+        shutil.copy(settings.resolved_profile_path(), folder / "shop.yaml")
 
 
 def seed_movielens(settings: Settings, store: Store) -> bool:

@@ -16,7 +16,6 @@ starts once the pages it queued are composed (or ``warmup_timeout_s`` passed: re
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ from sqlalchemy.engine import make_url
 from composer.api.security.redaction import reason_code
 from composer.bench.api import percentile
 from composer.errors import UsageError
-from composer.provision import open_store
+from composer.provision import copy_shop_files, open_store
 from composer.settings import BackendName, Settings
 from retrieval import AheadStore
 from retrieval.store import StoredEvent
@@ -141,13 +140,7 @@ def prepare_world(settings: Settings, folder: Path, window_start: float) -> Sett
     url = make_url(settings.resolved_database_url())
     if url.get_backend_name() != "sqlite" or not url.database:
         raise UsageError("--trace replays on a copy of an SQLite shop; this one is not SQLite")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    shutil.copytree(settings.artifacts_dir / "index", folder / "index")
-    if settings.chroma_url is None and settings.resolved_chroma_path().exists():
-        shutil.copytree(settings.resolved_chroma_path(), folder / "chroma")
-    if settings.resolved_profile_path().exists():
-        shutil.copy(settings.resolved_profile_path(), folder / "shop.yaml")
+    copy_shop_files(settings, folder)
     # SQLite's backup: a consistent copy even if a server is writing to the shop.
     with (
         closing(sqlite3.connect(url.database)) as src,

@@ -39,7 +39,7 @@ import yaml
 from composer.errors import ComposerError
 from composer.experiments.analysis import report_from_store
 from composer.experiments.spec import Experiment
-from composer.provision import open_store
+from composer.provision import copy_shop_files, open_store
 from composer.settings import Settings
 from retrieval.evaluation import temporal_split
 from retrieval.exposures import ExposureStore
@@ -91,14 +91,7 @@ def prepare_world(
     split = temporal_split(events, fraction, min_events)
     if not split.test:
         raise SimulationError("no shopper has enough events to hold some out; ingest more")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    # The vectors do not depend on events: copied, not embedded again.
-    shutil.copytree(settings.artifacts_dir / "index", folder / "index")
-    if settings.chroma_url is None and settings.resolved_chroma_path().exists():
-        shutil.copytree(settings.resolved_chroma_path(), folder / "chroma")
-    if settings.resolved_profile_path().exists():
-        shutil.copy(settings.resolved_profile_path(), folder / "shop.yaml")
+    copy_shop_files(settings, folder)
     from retrieval import build
 
     with closing(open_store(world_settings)) as store:
