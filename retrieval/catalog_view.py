@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from retrieval.category_tree import CategoryTree
 from retrieval.records import Product
 
 
@@ -57,6 +59,11 @@ class CatalogView:
 
     def categories(self) -> list[str]:
         return sorted(self._category_masks)
+
+    @cached_property
+    def category_tree(self) -> CategoryTree:
+        """How the categories nest (built on first use: one pass over the products)."""
+        return CategoryTree.from_products(self.products)
 
     def category_mask(self, category: str) -> np.ndarray:
         mask = self._category_masks.get(category.lower())

@@ -337,16 +337,19 @@ class _Row:
         else:
             raise self.fail(field, f"expected a list or '|'-separated text, got {value!r}")
         out = []
-        for item in items:
-            if not isinstance(item, str):
-                raise self.fail(field, f"category {item!r} is not text")
-            item = clean_text(item)
-            if len(item) > MAX_CATEGORY_CHARS:
-                raise self.fail(
-                    field, f"category of {len(item)} characters; at most {MAX_CATEGORY_CHARS}"
-                )
-            if item and item not in out:
-                out.append(item)
+        for entry in items:
+            if not isinstance(entry, str):
+                raise self.fail(field, f"category {entry!r} is not text")
+            # A path ("Food > Frozen > Pizza") is stored as its levels, most general first;
+            # which level names a section is decided from the catalog (category_tree.py).
+            for level in entry.split(">"):
+                item = clean_text(level)
+                if len(item) > MAX_CATEGORY_CHARS:
+                    raise self.fail(
+                        field, f"category of {len(item)} characters; at most {MAX_CATEGORY_CHARS}"
+                    )
+                if item and item not in out:
+                    out.append(item)
         return tuple(out)
 
     def timestamp(self, field: str) -> float:

@@ -27,13 +27,16 @@ def build_profile(
     weight: dict[str, float] = {}
     prices = []
     index, products = catalog.index, catalog.products
+    tree = catalog.category_tree
     for h in ctx.history:
         i = index.get(h.product_id)
         if i is None:
             continue
         p = products[i]
         for c in p.categories:
-            weight[c] = weight.get(c, 0) + h.weight
+            # A department on most of the catalog's products is in every shopper's history.
+            if not tree.is_broad(c):
+                weight[c] = weight.get(c, 0) + h.weight
         prices.append(p.price)
     cats = Counter(weight)  # same insertion order, so most_common breaks ties the same way
     band = None

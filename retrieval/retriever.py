@@ -228,7 +228,10 @@ class Retriever:
         profile = build_profile(ctx, self.catalog, self.salt, self.now, known=not ctx.needs_fold_in)
         products = [self.catalog.products[self.catalog.index[c.product_id]] for c in picked]
         themes = group_into_themes(
-            products, max_themes=request.max_themes, preferred=profile.top_categories
+            products,
+            max_themes=request.max_themes,
+            preferred=profile.top_categories,
+            tree=self.catalog.category_tree,
         )
         theme_of = {pid: th.name for th in themes for pid in th.product_ids}
         explain = self._explainer(ctx)

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from retrieval.candidates import Theme
+from retrieval.category_tree import CategoryTree
 from retrieval.records import Product
 
 TOP_PICKS = "Top picks"
@@ -17,18 +18,25 @@ def group_into_themes(
     min_size: int = 3,
     max_size: int = 8,
     preferred: Sequence[str] = (),
+    tree: CategoryTree | None = None,
 ) -> list[Theme]:
     """Each product goes to the best-ranked theme it fits; leftovers become 'Top picks'.
 
     Categories the shopper prefers and categories common among the candidates make themes;
-    the first theme always holds the strongest candidates.
+    the first theme always holds the strongest candidates. With the catalog's ``tree``, a
+    theme is the most specific category with enough products for a section, and a
+    department that covers most of the catalog is never one.
     """
     if not ranked:
         return []
-    counts = Counter(c for p in ranked for c in p.categories)
+    broad = tree.is_broad if tree else (lambda _c: False)
+    counts = Counter(c for p in ranked for c in p.categories if not broad(c))
     bonus = {c: len(preferred) - i for i, c in enumerate(preferred)}
     order = sorted(counts, key=lambda c: (-(counts[c] + 2 * bonus.get(c, 0)), c))
-    chosen = [c for c in order if counts[c] >= min_size][: max_themes - 1]
+    eligible = [c for c in order if counts[c] >= min_size]
+    if tree:
+        eligible = tree.most_specific(eligible)
+    chosen = eligible[: max_themes - 1]
     groups: dict[str, list[str]] = {c: [] for c in chosen}
     top: list[str] = []
     for p in ranked:
