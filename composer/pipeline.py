@@ -104,6 +104,14 @@ class PageComposer:
         self.renderer = renderer or PageRenderer(settings.currency, links=settings.link_policy())
         self.profile_file = ProfileFile(settings.resolved_profile_path())
 
+    def load(self, backend: str | None = None) -> None:
+        """Load the backend's model and the encoder now, so that their first use does not
+        spend a page's deadline (the server does this before it says it is ready)."""
+        self.backends.get(backend, self.settings.llm_model)
+        vector = self.retriever.vector
+        if vector is not None and vector.encoder is not None:
+            vector.encoder.encode_one("warm")
+
     def compose(self, request: PageRequest) -> PageResult:
         for event in self.stream(request):
             if isinstance(event, DoneEvent):
@@ -113,7 +121,7 @@ class PageComposer:
     def stream(self, request: PageRequest) -> Iterator[PageEvent]:
         t0 = time.perf_counter()
         deadline = t0 + self.settings.page_deadline_s
-        backend = self.backends.get(request.backend)
+        backend = self.backends.get(request.backend, self.settings.llm_model)
         prompt_name = request.prompt or self.settings.prompt
         trace = PageTrace(
             backend=backend.name,

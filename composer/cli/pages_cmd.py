@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from composer.cli.common import JsonOpt, settings
-from composer.cli.output import console, print_json, progress_bars, table
+from composer.cli.output import console, err_console, print_json, progress_bars, table
 from composer.copywriting import CopyKind, Copywriter
 from composer.errors import UsageError, first_error
 from composer.layout import Locale, PageKind
@@ -67,6 +67,9 @@ def page(
     s = settings()
     with closing(open_store(s)) as store:
         composer = PageComposer(s, load_retriever(s.retrieval_config(), store))
+        # Loading the model is not the page's work: its deadline starts once it is loaded.
+        with err_console.status("loading the model"):
+            composer.load(request.backend)
         result = composer.compose(request)
     if fmt == "html":
         text = result.html or ""
