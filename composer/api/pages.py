@@ -175,9 +175,12 @@ class PageService:
         routed = route(self.experiments.snapshot, request, unit, datetime.now(UTC))
         return routed, unit
 
-    def plan(self, request: PageRequest, started: float | None = None) -> Plan:
+    def plan(
+        self, request: PageRequest, started: float | None = None, model: str | None = None
+    ) -> Plan:
         """Route the request to its experiment arm, resolve backend and prompt and build the
-        cache key (runs in a worker thread)."""
+        cache key (runs in a worker thread); ``model`` writes the words instead of the
+        setting's (pages composed ahead)."""
         started = time.perf_counter() if started is None else started
         routed, unit = self.route(request)
         request = routed.request
@@ -201,7 +204,7 @@ class PageService:
             if request.shopper_id is not None
             else None
         )
-        model = "rules" if backend == BackendName.RULES else self.settings.llm_model
+        model = "rules" if backend == BackendName.RULES else model or self.settings.llm_model
         # The served model version is part of the key: after a swap or a rollback no page
         # of the previous models is served from the cache.
         models = self.services.retriever.model_version
@@ -291,13 +294,21 @@ class PageService:
 
     # -- composing (worker thread) ----------------------------------------------------------
 
-    def _composer(self, deadline_s: float, streamed: bool = False) -> PageComposer:
+    def _composer(
+        self, deadline_s: float, streamed: bool = False, model: str | None = None
+    ) -> PageComposer:
         """The composer with this deadline; for a streamed page, one that writes the first
-        section's words alone first (the shopper sees it sooner, the page takes longer)."""
+        section's words alone first (the shopper sees it sooner, the page takes longer);
+        with ``model``, one whose words that model writes."""
         s = self.services
-        if deadline_s == self.settings.page_deadline_s and not streamed:
+        model = model or self.settings.llm_model
+        if (
+            deadline_s == self.settings.page_deadline_s
+            and not streamed
+            and model == s.composer.settings.llm_model
+        ):
             return s.composer
-        update: dict[str, Any] = {"page_deadline_s": max(deadline_s, 0.001)}
+        update: dict[str, Any] = {"page_deadline_s": max(deadline_s, 0.001), "llm_model": model}
         if streamed:
             update["words"] = self.settings.words.model_copy(update={"first_section_alone": True})
         settings = self.settings.model_copy(update=update)
@@ -310,9 +321,10 @@ class PageService:
         deadline_s: float,
         forced: str | None,
         streamed: bool = False,
+        model: str | None = None,
     ) -> Iterator[PageEvent]:
         """The composer's events, or the rules page's when the model is refused or fails."""
-        composer = self._composer(deadline_s, streamed)
+        composer = self._composer(deadline_s, streamed, model)
         rules_request = request.model_copy(update={"backend": BackendName.RULES})
         return self.fallback.stream(
             backend,
@@ -324,22 +336,32 @@ class PageService:
         )
 
     def compose_sync(
-        self, request: PageRequest, backend: BackendName, deadline_s: float, forced: str | None
+        self,
+        request: PageRequest,
+        backend: BackendName,
+        deadline_s: float,
+        forced: str | None,
+        model: str | None = None,
     ) -> PageResult:
-        for event in self.events(request, backend, deadline_s, forced):
+        for event in self.events(request, backend, deadline_s, forced, model=model):
             if isinstance(event, DoneEvent):
                 return event.result
         raise ComposerError("page stream ended without a page")  # pragma: no cover
 
     # -- composed ahead (composer.ahead.Pages, for its worker; and the request's side) -------
 
+    @property
+    def ahead_model(self) -> str:
+        """Who writes the words of pages composed ahead."""
+        return self.settings.ahead.words_model or self.settings.llm_model
+
     def plan_ahead(self, request: PageRequest) -> AheadPlan:
-        plan = self.plan(request)
+        plan = self.plan(request, model=self.ahead_model)
         return AheadPlan(plan.request, plan.backend != BackendName.RULES, key_hash(plan.key))
 
     def compose_ahead(self, plan: AheadPlan, deadline_s: float) -> PageResult:
         backend = self.queue.served_backend(plan.request.backend)
-        return self.compose_sync(plan.request, backend, deadline_s, None)
+        return self.compose_sync(plan.request, backend, deadline_s, None, self.ahead_model)
 
     def llm_busy(self) -> bool:
         """An on-request LLM job holds a slot or waits for one: pages composed ahead do not
@@ -357,7 +379,7 @@ class PageService:
         request) and not too old; else the rules page now, the LLM page queued."""
         assert self.ahead is not None
         normal = normalise(request)
-        plan = self.plan(normal, started)
+        plan = self.plan(normal, started, model=self.ahead_model)
         if plan.backend == BackendName.RULES:  # this shopper's arm serves the rules page
             return self._rules_page(request, started)
         found = self.ahead.lookup(normal, key_hash(plan.key))

@@ -113,6 +113,18 @@ class Services:
                 extra={"backend": self.settings.llm_backend, "error": str(exc)},
             )
             return f"{type(exc).__name__}: {exc}"
+        ahead = self.settings.ahead
+        if ahead.enabled and ahead.words_model and self.settings.llm_backend != "rules":
+            # Loaded before the service is ready, like the page model: a first compose ahead
+            # must not spend its deadline loading (or fetching) a model. Failing here costs
+            # the pages composed ahead (their composes fail and are logged), not the others.
+            try:
+                self.backends.get(self.settings.llm_backend, ahead.words_model)
+            except Exception as exc:
+                log.error(
+                    "words model for pages composed ahead failed to load",
+                    extra={"model": ahead.words_model, "error": str(exc)},
+                )
         return None
 
     def checks(self) -> dict[str, Any]:

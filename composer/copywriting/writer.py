@@ -78,7 +78,7 @@ class Copywriter:
     def write(self, request: CopyRequest) -> CopyResult:
         t0 = time.perf_counter()
         variables = self.variables(request)
-        backend = self.backends.get(request.backend)
+        backend = self.backends.get(request.backend, self.settings.copy_model)
         titles = [p["title"] for p in variables["products"]]
         profile = self._profile()
         examples = profile.example_texts() if profile else []

@@ -21,12 +21,18 @@ from composer.llm.base import (
 )
 
 if TYPE_CHECKING:
-    from composer.llm.model_fetch import ModelFetchError, ensure_default_model, resolve_model
+    from composer.llm.model_fetch import (
+        ModelFetchError,
+        ensure_default_model,
+        ensure_model,
+        resolve_model,
+    )
     from composer.llm.transformers_backend import TransformersBackend
 
 _LAZY = {
     "ModelFetchError": "composer.llm.model_fetch",
     "ensure_default_model": "composer.llm.model_fetch",
+    "ensure_model": "composer.llm.model_fetch",
     "resolve_model": "composer.llm.model_fetch",
     "TransformersBackend": "composer.llm.transformers_backend",
 }
@@ -42,6 +48,7 @@ __all__ = [
     "ModelFetchError",
     "TransformersBackend",
     "ensure_default_model",
+    "ensure_model",
     "generate_batch",
     "resolve_model",
 ]

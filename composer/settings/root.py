@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     )
     prompt: str = Field("page_v4", description="Page prompt template in prompts/.")
     copy_prompt: str = Field("copy_v2", description="Copy prompt template in prompts/.")
+    copy_model: str | None = Field(
+        None,
+        description="Model that writes product copy (`composer copy`, POST /v1/copy); empty: "
+        "COMPOSER_LLM_MODEL. A merchandiser waits for copy less than a shopper for a page: "
+        "`qwen2.5-coder-1.5b-instruct` writes better copy, fetched on first use (~1.1 GB).",
+    )
     copy_token_budget: int = Field(
         960,
         ge=16,

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from composer.settings.llm import STRONG_MODEL
+
 
 class WordSettings(BaseModel):
     # A page's fields decode as one batch (one step for every field's candidates), so a
@@ -55,4 +57,12 @@ class WordSettings(BaseModel):
         le=1,
         description="A headline that does not name its theme must be at least this similar "
         "(MiniLM cosine) to the theme and its products.",
+    )
+    # The judge is not the writer: a larger model than the default 135M writer, reading the
+    # words against a written rubric; its agreement with people is measured, not assumed
+    # (README, "Judging the words").
+    judge_model: str = Field(
+        STRONG_MODEL,
+        description="Model of the word judge (`composer words judge`, the `words` metrics of "
+        "`composer eval`): a packaged model's name or a local transformers folder.",
     )
