@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from conftest import BuiltShop
 from fault_injection import TWO_SECTIONS, ScriptedBackend
 from litestar.testing import TestClient
-from test_api import KeyedClient, app_for, metric, parse_sse, settings_for
+from test_api import KeyedClient, app_for, keyed, metric, parse_sse, settings_for
 
 from composer.ahead import AheadWorker, ComposeAhead, normalise, pack
+from composer.api import create_app
 from composer.api.services import Services
+from composer.backends import BackendRegistry
 from composer.experiments import assign, load_experiment
 from composer.page_request import PageRequest
 from composer.provision import open_store
@@ -187,6 +189,30 @@ def test_kept_pages_serve_json_sse_and_html_and_go_stale(ml_shop: BuiltShop) -> 
         assert home(c, "7")["trace"]["ahead"] == "kept"
         # The page replaced had been seen: not wasted.
         assert metric(c, "composer_ahead_wasted_composes_total") == 0
+
+
+def test_pages_composed_ahead_are_written_by_their_own_words_model(ml_shop: BuiltShop) -> None:
+    """COMPOSER_AHEAD__WORDS_MODEL: the model behind pages composed ahead is another than
+    the one behind pages composed on request, and a kept page is served under its key."""
+    on_request, ahead_writer = scripted(), scripted()
+    settings = settings_for(
+        ml_shop, prompt="page_v3", llm_backend="transformers",
+        ahead=ahead(words_model="the-ahead-writer"),
+    )  # fmt: skip
+    registry = BackendRegistry(settings)
+    registry.register(on_request)
+    registry.register(ahead_writer, "the-ahead-writer")
+    services = Services.from_parts(settings, ml_shop.store, ml_shop.retriever, registry)
+    with KeyedClient(create_app(settings, services, api=keyed(STILL))) as c:
+        assert home(c, "7")["trace"]["ahead"] == "composing"
+        wait_for(lambda: kept_pages(ml_shop) == 1 and idle(ml_shop), message="compose")
+        page = home(c, "7")
+        assert page["trace"]["ahead"] == "kept" and page["trace"]["fallback"] is False
+        assert (ahead_writer.calls, on_request.calls) == (1, 0)
+        # A search page is composed on request, by the page model.
+        search = c.post("/v1/pages", json={"shopper_id": "7", "kind": "search", "query": "space"})
+        assert search.json()["trace"]["fallback"] is False
+        assert (ahead_writer.calls, on_request.calls) == (1, 1)
 
 
 def test_a_kept_page_is_fresh_then_refreshing_then_too_old_to_serve(ml_shop: BuiltShop) -> None:

@@ -89,6 +89,14 @@ def test_csv_jsonl_parquet_give_the_same_products(tmp_path: Path) -> None:
     assert csv_products[3].year is None
 
 
+def test_category_paths_are_stored_as_their_levels(tmp_path: Path) -> None:
+    catalog = "product_id,title,categories\np1,Pizza,Food > Frozen > Frozen Pizza|Deals\n"
+    catalog += "p2,Peas,Food>Frozen|Food > Vegetables\n"
+    products = read_catalog(write(tmp_path / "c.csv", catalog))
+    assert products[0].categories == ("Food", "Frozen", "Frozen Pizza", "Deals")
+    assert products[1].categories == ("Food", "Frozen", "Vegetables")
+
+
 BAD_CATALOGS = {
     "missing column": (
         "product_id,price\np9,3.0\n",

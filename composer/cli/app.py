@@ -1,9 +1,9 @@
 """The `composer` command-line program: one Typer app, a module per command group.
 
 Each group module (``shop_cmd``, ``models_cmd``, ``pages_cmd``, ``serve_cmd``,
-``topology_cmd``, ``access_cmd``, ``eval_cmd``, ``bench_cmd``) declares its commands on its
-own ``app``; they are added here, the same way for all. Heavy imports (models, the server,
-the harness) happen inside the commands.
+``topology_cmd``, ``access_cmd``, ``eval_cmd``, ``words_cmd``, ``bench_cmd``) declares its
+commands on its own ``app``; they are added here, the same way for all. Heavy imports
+(models, the server, the harness) happen inside the commands.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from composer.cli import (
     serve_cmd,
     shop_cmd,
     topology_cmd,
+    words_cmd,
 )
 from composer.errors import ComposerError
 from retrieval import RetrievalError
@@ -43,6 +44,7 @@ for group in (
     access_cmd,
     eval_cmd,
     experiment_cmd,
+    words_cmd,
 ):
     app.add_typer(group.app)
 app.add_typer(bench_cmd.app, name="bench")

@@ -50,6 +50,17 @@ def eval_suite(
         bool, typer.Option(help="Pairwise LLM judge of each variant against the first.")
     ] = False,
     judge_backend: Annotated[BackendName | None, typer.Option(help="Backend of the judge.")] = None,
+    judge_words: Annotated[
+        bool,
+        typer.Option(
+            help="Label every shown title and headline good/clumsy/nonsense with the word "
+            "judge (a 1.5B model, fetched on first use); on for suites listing `words`."
+        ),
+    ] = False,
+    words: Annotated[
+        Path | None,
+        typer.Option(help="Write every shown field (text, writer, theme, label) as JSONL."),
+    ] = None,
     concurrency: Annotated[
         int | None,
         typer.Option(
@@ -84,6 +95,8 @@ def eval_suite(
         report=report,
         judge=judge,
         judge_backend=judge_backend,
+        judge_words=judge_words,
+        words_out=words,
         concurrency=concurrency,
         limit=limit,
         cache=cache,

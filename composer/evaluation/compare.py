@@ -93,10 +93,12 @@ class Regression:
         )
 
 
-def suite_metrics(suite: Suite, judged: bool = False) -> list[Metric]:
-    groups = set(suite.metrics) | ({"judge"} if judged else set())
+def suite_metrics(suite: Suite, judged: bool = False, words: bool = False) -> list[Metric]:
+    groups = set(suite.metrics) | ({"judge"} if judged else set()) | ({"words"} if words else set())
     if not judged:
         groups.discard("judge")
+    if not words:
+        groups.discard("words")
     return metrics_for(suite.task, groups)
 
 

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from composer.llm.base import DEADLINE, Generation, GenerationRequest, LLMBackend, generate_batch
 
@@ -112,6 +113,9 @@ class GenerationCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, payload TEXT NOT NULL)"
+        )
 
     def get(self, key: str) -> CachedEntry | None:
         with self._lock:
@@ -138,6 +142,20 @@ class GenerationCache:
     def put_vector(self, key: str, vector: bytes) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?)", (key, vector))
+
+    def get_judgement(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT payload FROM judgements WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put_judgement(self, key: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO judgements VALUES (?, ?)",
+                (key, json.dumps(payload, ensure_ascii=False)),
+            )
 
     def __len__(self) -> int:
         with self._lock:

@@ -3,6 +3,7 @@ gate → report. The CLI only parses options and prints."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from composer.evaluation.report import DEFAULT_EXAMPLES, build_context, render_r
 from composer.evaluation.runner import EvalRunner, Progress, SuiteRun, Variant, plan_variants
 from composer.evaluation.suite import Suite, load_suite
 from composer.evaluation.vector_cache import CachedEncoder
+from composer.evaluation.word_scores import CachedWordJudge, count_fields, judge_words
 from composer.prompting import PromptLibrary
 from composer.provision import open_store
 from composer.settings import BackendName, Settings
@@ -50,6 +52,10 @@ class EvalOptions:
     report: Path | None = None
     judge: bool = False
     judge_backend: BackendName | None = None
+    # The word judge (README, "Judging the words"): on when the suite lists the `words`
+    # metric group or when asked; it loads a 1.5B model unless every verdict is cached.
+    judge_words: bool = False
+    words_out: Path | None = None  # every shown field with its writer (and label), JSONL
     concurrency: int | None = None
     limit: int | None = None
     cache: Path | None = None
@@ -68,6 +74,7 @@ class EvalOutcome:
     deltas: list[Delta]
     check: BaselineCheck | None
     judge: dict[str, Any] | None = None  # backend, model and cache use of the judge
+    word_judge: dict[str, Any] | None = None  # model, prompt and cache use of the word judge
 
     @property
     def regressions(self) -> list[Any]:
@@ -111,6 +118,7 @@ class EvalOutcome:
             ),
             "regressions": [r.to_dict() for r in self.regressions],
             "judge": self.judge,
+            "word_judge": self.word_judge,
         }
 
 
@@ -144,7 +152,13 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
         if v.prompt:
             prompts.file_hash(v.prompt)  # unknown prompt names fail before any work
     baseline = load_baseline(options.baseline, suite) if options.baseline else None
-    metrics = suite_metrics(suite, judged=options.judge or "judge" in suite.metrics)
+    metrics = suite_metrics(
+        suite,
+        judged=options.judge or "judge" in suite.metrics,
+        words=options.judge_words or "words" in suite.metrics,
+    )
+    if options.judge_words and suite.task != "pages":
+        raise UsageError("the word judge reads pages' titles and headlines: use a pages suite")
     if any(m.group == "judge" for m in metrics) and (suite.task != "pages" or len(variants) < 2):
         raise UsageError("the judge compares page variants: give at least two --prompt/--backend")
 
@@ -152,9 +166,12 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
     if options.use_cache:
         cache = GenerationCache(options.cache or default_cache_file(settings))
     judge: dict[str, Any] | None = None
+    word_judge: dict[str, Any] | None = None
     try:
         runner = EvalRunner(settings, cache, prompts, progress, options.concurrency)
         result = _run(suite, variants, runner, settings, options, cache)
+        if any(m.group == "words" for m in metrics):
+            word_judge = _judge_words(settings, result, cache, prompts, progress)
         if any(m.group == "judge" for m in metrics):
             judge_name = options.judge_backend or next(
                 (v.backend for v in variants if v.backend != BackendName.RULES),
@@ -184,7 +201,9 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
     }
     deltas = compare_to(result.runs[0], result.runs, metrics, samples)
     check = check_baseline(result, baseline, metrics) if baseline else None
-    outcome = EvalOutcome(result, metrics, aggregates, deltas, check, judge)
+    outcome = EvalOutcome(result, metrics, aggregates, deltas, check, judge, word_judge)
+    if options.words_out:
+        write_words(options.words_out, result)
     if options.save_baseline:
         save_baseline(options.save_baseline, make_baseline(result, metrics))
     if options.report:
@@ -200,6 +219,46 @@ def run_eval(settings: Settings, options: EvalOptions, progress: Progress) -> Ev
         options.report.parent.mkdir(parents=True, exist_ok=True)
         options.report.write_text(render_report(context), encoding="utf-8")
     return outcome
+
+
+def _judge_words(
+    settings: Settings,
+    result: SuiteRun,
+    cache: GenerationCache | None,
+    prompts: PromptLibrary,
+    progress: Progress,
+) -> dict[str, Any]:
+    from composer.llm import resolve_model
+
+    path = resolve_model(settings.words.judge_model, settings.resolved_cache_dir())
+    if not isinstance(path, Path):
+        raise UsageError(f"the word judge needs a local model folder, not {path!r}")
+    judge = CachedWordJudge(path, cache, prompts)
+    judge_words(judge, result.runs, progress("word judge", count_fields(result.runs)))
+    return {
+        "model": settings.words.judge_model,
+        "judge": judge.identity,
+        "weights": judge.weights.fitted_on,
+        "cache": {"hits": judge.hits, "misses": judge.misses},
+    }
+
+
+def write_words(path: Path, result: SuiteRun) -> None:
+    """Every shown field of every page as one JSON line: the words to read, label or judge."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for run in result.runs:
+            for example in run.examples:
+                shown = example.shown or {}
+                for f in shown.get("fields", []):
+                    line = {
+                        "suite": result.suite.name,
+                        "variant": run.variant.name,
+                        "example": example.id,
+                        "sells": shown.get("sells", ""),
+                        **f,
+                    }
+                    out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def shop_settings(settings: Settings, name: str, progress: Progress) -> Settings:

@@ -228,6 +228,12 @@ _PAGE_METRICS = (
         meaning="shown title/headlines that loop (爱爱爱…, one word three times running)",
     ),
     _m(
+        "model_words_rate",
+        group="copy",
+        field="model_words",
+        meaning="shown title and headlines whose text the model wrote (not the rules text)",
+    ),
+    _m(
         "tokens_p50",
         group="cost",
         higher=False,
@@ -242,6 +248,27 @@ _PAGE_METRICS = (
         field="latency_s",
         stat="median",
         meaning="seconds per page (generation time as measured when it was generated)",
+    ),
+    _m(
+        "judged_good_rate",
+        group="words",
+        field="judged_good",
+        meaning="shown fields the model wrote that the word judge labels good (ships as is); "
+        "for the rules backend, its own words",
+    ),
+    _m(
+        "judged_nonsense_rate",
+        group="words",
+        higher=False,
+        field="judged_nonsense",
+        meaning="shown fields the model wrote that the word judge labels nonsense; for the "
+        "rules backend, its own words",
+    ),
+    _m(
+        "shown_good_rate",
+        group="words",
+        field="shown_good",
+        meaning="every shown title and headline, whoever wrote it, labelled good by the judge",
     ),
     _m(
         "judge_win_rate",

@@ -25,6 +25,7 @@ from composer.evaluation.gen_cache import (
 from composer.evaluation.holdout import Holdout, sample_cases
 from composer.evaluation.identity import model_identity
 from composer.evaluation.metrics import copy_metrics, page_metrics
+from composer.evaluation.shown_words import shown_fields
 from composer.evaluation.suite import CopyCase, PageCase, Suite
 from composer.llm.base import LLMBackend
 from composer.page_request import PageRequest
@@ -298,7 +299,11 @@ class EvalRunner:
             self.settings.banned_words,
             latency,
         )
+        fields = shown_fields(result)
+        values["model_words"] = sum(f.source == "llm" for f in fields) / len(fields)
         shown = {
+            "fields": [f.to_dict() for f in fields],
+            "sells": profile.sells if profile is not None else "",
             "title": result.page.title,
             "sections": [
                 {

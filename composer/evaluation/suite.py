@@ -17,7 +17,7 @@ from composer.evaluation.metrics import metric_names
 from composer.layout import Locale, PageKind
 from composer.resources import resource_dir
 
-MetricGroup = Literal["structure", "grounding", "relevance", "copy", "cost", "judge"]
+MetricGroup = Literal["structure", "grounding", "relevance", "copy", "cost", "judge", "words"]
 DEFAULT_GROUPS: tuple[MetricGroup, ...] = ("structure", "grounding", "relevance", "copy", "cost")
 
 

@@ -3,7 +3,7 @@ page may be, the LLM budget it may spend, and the queue's bounds."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class AheadSettings(BaseModel):
@@ -82,3 +82,8 @@ class AheadSettings(BaseModel):
                 "served before it is refreshed)"
             )
         return self
+
+    @field_validator("words_model")
+    @classmethod
+    def _empty_is_the_page_model(cls, value: str | None) -> str | None:
+        return value or None
