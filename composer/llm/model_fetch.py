@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import shutil
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,7 +91,10 @@ def ensure_model(name: str, cache_dir: Path, progress: Progress | None = None) -
     # A sibling temp folder keeps the final rename on one file system, hence atomic.
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        _convert(gguf, staging, spec)
+        # In a child process: dequantising the 1.5B model peaks at ~9 GB, which a long-lived
+        # process (the server, a test session) would otherwise keep from the system.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(_convert, gguf, staging, spec).result()
         if spec.notice:
             (staging / "NOTICE").write_text(spec.notice, encoding="utf-8")
             (staging / "NOTICE").chmod(0o644)
