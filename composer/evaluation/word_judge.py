@@ -21,7 +21,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -173,16 +173,6 @@ class WordJudge:
         self._no = [self._first_token(w) for w in ("no", "No")]
         self._prefixes: dict[str, tuple[list[int], Any]] = {}
         self._lock = threading.Lock()
-
-    def judge(
-        self, items: Iterable[WordItem], advance: Callable[[int], None] | None = None
-    ) -> list[Judgement]:
-        out = []
-        for item in items:
-            out.append(self.judge_one(item))
-            if advance:
-                advance(1)
-        return out
 
     def judge_one(self, item: WordItem) -> Judgement:
         return judgement(item, self.features(item), self.weights)
