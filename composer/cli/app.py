@@ -26,6 +26,7 @@ from composer.cli import (
     words_cmd,
 )
 from composer.errors import ComposerError
+from composer.llm.model_fetch import ModelFetchError
 from retrieval import RetrievalError
 
 app = typer.Typer(
@@ -64,7 +65,7 @@ def run(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         sys.stderr.write("aborted\n")
         return 130
-    except (ComposerError, RetrievalError) as exc:
+    except (ComposerError, RetrievalError, ModelFetchError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     except ValidationError as exc:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -163,6 +164,11 @@ def calibrate(
     from composer.evaluation.word_judge import weights_file
 
     path, labelled = _labelled(file, "fit")
+    if len({x.label for x in labelled}) < 3 or len(labelled) < 30:
+        raise UsageError(f"{path}: calibrating needs ≥ 30 `fit` lines with all three labels")
+    target = out or weights_file()
+    if not os.access(target if target.exists() else target.parent, os.W_OK):
+        raise UsageError(f"cannot write the weights to {target}; give --out FILE")
     with closing(_cache()) as cache:
         word_judge, _ = _judge(cache, fitted=False)
         with progress_bars(not json_out) as progress:
@@ -174,7 +180,6 @@ def calibrate(
     labels = [x.label for x in labelled]
     weights = fit_weights(features, labels, fitted_on=f"{path.name}: {len(labels)} fit lines")
     loo = leave_one_out(features, labels)
-    target = out or weights_file()
     target.write_text(json.dumps(weights.to_json(), indent=2) + "\n", encoding="utf-8")
     accuracy = round(sum(a == b for a, b in zip(labels, loo, strict=True)) / len(labels), 4)
     kappa = round(cohen_kappa(labels, loo), 4)

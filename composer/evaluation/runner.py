@@ -131,7 +131,8 @@ class EvalRunner:
 
     def settings_for(self, variant: Variant) -> Settings:
         rules = variant.backend == BackendName.RULES
-        update: dict[str, Any] = {} if rules else {"llm_model": variant.model}
+        # The variant's model writes everything, copy included.
+        update: dict[str, Any] = {} if rules else {"llm_model": variant.model, "copy_model": None}
         return self.settings.model_copy(update=update)
 
     def inner_backend(self, backend: BackendName, model: str) -> LLMBackend:

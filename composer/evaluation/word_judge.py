@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from composer.errors import UsageError
 from composer.prompting import PromptLibrary, clean_fact
 from composer.resources import resource_dir
 
@@ -57,7 +58,7 @@ class WordItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     sells: str = Field(min_length=1, max_length=300, description="What the shop sells.")
-    theme: str = Field(min_length=1, max_length=120, description="The section's theme.")
+    theme: str = Field(min_length=1, max_length=300, description="The section's theme.")
     text: str = Field(min_length=1, max_length=200, description="The headline or title shown.")
     products: list[str] = Field(default_factory=list, max_length=12)
     kind: Literal["headline", "title"] = "headline"
@@ -90,9 +91,19 @@ class JudgeWeights:
 
     @classmethod
     def load(cls, path: Path | None = None) -> JudgeWeights:
-        data = json.loads((path or weights_file()).read_text(encoding="utf-8"))
-        if tuple(data["features"]) != FEATURES or tuple(data["labels"]) != LABELS:
-            raise ValueError(f"{path}: fitted for other features or labels; run calibrate")
+        path = path or weights_file()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            fits = tuple(data["features"]) == FEATURES and tuple(data["labels"]) == LABELS
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(
+                f"the word judge's weights {path} cannot be read ({exc}); run "
+                "`composer words calibrate`"
+            ) from None
+        if not fits:
+            raise UsageError(
+                f"{path} was fitted for other readings or labels; run `composer words calibrate`"
+            )
         return cls(
             tuple(data["mean"]),
             tuple(data["scale"]),

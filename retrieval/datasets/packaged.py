@@ -34,6 +34,8 @@ def download_wheel(requirement: str, dest: Path) -> Path:
             "pip",
             "download",
             "--no-deps",
+            # Never a source archive: its build code would run before any checksum.
+            "--only-binary=:all:",
             "--quiet",
             "-d",
             str(dest),
