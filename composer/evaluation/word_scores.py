@@ -21,6 +21,7 @@ from composer.evaluation.word_judge import (
     WordItem,
     WordJudge,
     judgement,
+    text_features,
 )
 from composer.prompting import PromptLibrary, clean_fact
 
@@ -55,7 +56,14 @@ class CachedWordJudge:
         ).hexdigest()
         if self.cache is not None and (found := self.cache.get_judgement(key)) is not None:
             self.hits += 1
-            return {k: float(v) for k, v in found.items()}
+            # Only the model's readings are worth caching; the text's own are read again, so
+            # a change to them never serves a stale value.
+            made_up, repeated, words = text_features(item)
+            return {k: float(v) for k, v in found.items()} | {
+                "made_up_words": made_up,
+                "repeated_word": repeated,
+                "words": words,
+            }
         self.misses += 1
         if self._judge is None:
             self._judge = WordJudge(self.model_path, self.prompts, self.weights)
