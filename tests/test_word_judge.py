@@ -67,19 +67,19 @@ def test_readings_are_cached_so_a_second_look_needs_no_model(
 
 
 def test_eval_reports_judged_rates_and_writes_the_shown_words(
-    judge_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    judge_model: Path, tmp_path: Path
 ) -> None:
-    """Rules pages (no LLM time) of the smoke suite: every shown field judged, the rates
-    in the JSON with intervals, every field in the words file with its writer and label."""
-    from composer.provision import run_setup
-    from composer.settings import Settings
+    """Rules pages (no LLM time) of the smoke suite on the set-up sample shop (as the eval
+    gate runs it): every shown field judged, the rates in the JSON with intervals, every
+    field in the words file with its writer and label."""
+    from test_eval_gate import composer  # the sample shop `composer setup` built
 
-    run_setup(Settings(), lambda _d, _t: lambda _n: None)
     words = tmp_path / "words.jsonl"
     argv = ["eval", "pages-smoke", "--backend", "rules", "--limit", "2", "--judge-words"]
     argv += ["--words", str(words), "--cache", str(tmp_path / "gen.sqlite"), "--json"]
-    assert run(argv) == 0
-    data = json.loads(capsys.readouterr().out)
+    answer = composer(*argv)
+    assert answer.code == 0, answer.err
+    data = answer.json()
     rules = data["variants"]["rules"]
     for name in ("judged_good_rate", "judged_nonsense_rate", "shown_good_rate"):
         assert 0.0 <= rules[name] <= 1.0 and len(rules["ci"][name]) == 2
