@@ -55,27 +55,11 @@ def _cache() -> GenerationCache:
     return GenerationCache(default_cache_file(settings()))
 
 
-def _judge(cache: GenerationCache, fitted: bool = True) -> tuple[CachedWordJudge, str]:
-    from composer.evaluation.word_judge import FEATURES, JudgeWeights
-    from composer.evaluation.word_scores import CachedWordJudge
-    from composer.llm import resolve_model
+def _judge(cache: GenerationCache) -> tuple[CachedWordJudge, str]:
+    from composer.evaluation.word_scores import CachedWordJudge, judge_model_path
 
     s = settings()
-    path = resolve_model(s.words.judge_model, s.resolved_cache_dir())
-    if not isinstance(path, Path):
-        raise UsageError(f"the word judge needs a local model folder, not {path!r}")
-    # Calibrating reads features only: weights that do not exist yet are not needed.
-    weights = (
-        None
-        if fitted
-        else JudgeWeights(
-            (0.0,) * len(FEATURES),
-            (1.0,) * len(FEATURES),
-            ((0.0,) * len(FEATURES),) * 3,
-            (0.0,) * 3,
-        )
-    )
-    return CachedWordJudge(path, cache, weights=weights), s.words.judge_model
+    return CachedWordJudge(judge_model_path(s), cache), s.words.judge_model
 
 
 def _labelled(file: Path | None, split: str | None) -> tuple[Path, list[Labelled]]:
@@ -170,7 +154,7 @@ def calibrate(
     if not os.access(target if target.exists() else target.parent, os.W_OK):
         raise UsageError(f"cannot write the weights to {target}; give --out FILE")
     with closing(_cache()) as cache:
-        word_judge, _ = _judge(cache, fitted=False)
+        word_judge, _ = _judge(cache)
         with progress_bars(not json_out) as progress:
             advance = progress("read", len(labelled))
             features = []

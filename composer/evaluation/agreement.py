@@ -3,17 +3,15 @@ kappa, with bootstrap intervals, overall and per language."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from composer.evaluation.bootstrap import resample_indices
-from composer.evaluation.word_judge import LABELS, WordItem
+from composer.evaluation.word_judge import LABELS, WordItem, parse_line
 
 SAMPLES = 2000
 SEED = 7
@@ -39,16 +37,7 @@ def read_labels(path: Path, split: str | None = None) -> list[Labelled]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-            item = WordItem.model_validate(row)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ValueError(
-                f"line {number}, field '{'.'.join(map(str, err['loc']))}': {err['msg']}"
-            ) from None
+        row, item = parse_line(number, line)
         label = row.get("label")
         if label not in LABELS:
             raise ValueError(f"line {number}, field 'label': one of {', '.join(LABELS)}")

@@ -30,7 +30,12 @@ from composer.evaluation.report import DEFAULT_EXAMPLES, build_context, render_r
 from composer.evaluation.runner import EvalRunner, Progress, SuiteRun, Variant, plan_variants
 from composer.evaluation.suite import Suite, load_suite
 from composer.evaluation.vector_cache import CachedEncoder
-from composer.evaluation.word_scores import CachedWordJudge, count_fields, judge_words
+from composer.evaluation.word_scores import (
+    CachedWordJudge,
+    count_fields,
+    judge_model_path,
+    judge_words,
+)
 from composer.prompting import PromptLibrary
 from composer.provision import open_store
 from composer.settings import BackendName, Settings
@@ -228,12 +233,7 @@ def _judge_words(
     prompts: PromptLibrary,
     progress: Progress,
 ) -> dict[str, Any]:
-    from composer.llm import resolve_model
-
-    path = resolve_model(settings.words.judge_model, settings.resolved_cache_dir())
-    if not isinstance(path, Path):
-        raise UsageError(f"the word judge needs a local model folder, not {path!r}")
-    judge = CachedWordJudge(path, cache, prompts)
+    judge = CachedWordJudge(judge_model_path(settings), cache, prompts)
     judge_words(judge, result.runs, progress("word judge", count_fields(result.runs)))
     return {
         "model": settings.words.judge_model,

@@ -138,9 +138,10 @@ class JudgeWeights:
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 
 
-def text_features(item: WordItem) -> tuple[float, float, float]:
-    """Made-up words (English: not in wordfreq's lists and not in the shop's own text),
-    a word stem repeated ("Grocery groceries"), length in words (Chinese: characters / 2)."""
+def features(readings: dict[str, float], item: WordItem) -> dict[str, float]:
+    """All of :data:`FEATURES`: the model's readings and the text's own — made-up words
+    (English: not in wordfreq's lists and not in the shop's own text), a word stem repeated
+    ("Grocery groceries"), length in words (Chinese: characters / 2)."""
     from wordfreq import zipf_frequency
 
     words = _LATIN_WORD.findall(item.text)
@@ -151,7 +152,11 @@ def text_features(item: WordItem) -> tuple[float, float, float]:
     stems = [w.lower().rstrip("s")[:5] for w in words if len(w) > 3]
     repeated = float(len(stems) != len(set(stems)))
     length = len(words) if words else len(item.text) / 2
-    return float(made_up > 0), repeated, float(length)
+    return readings | {
+        "made_up_words": float(made_up > 0),
+        "repeated_word": repeated,
+        "words": float(length),
+    }
 
 
 class WordJudge:
@@ -161,7 +166,6 @@ class WordJudge:
         self,
         model_path: Path,
         prompts: PromptLibrary | None = None,
-        weights: JudgeWeights | None = None,
         threads: int | None = None,
     ) -> None:
         import torch
@@ -169,7 +173,6 @@ class WordJudge:
 
         self.model = model_path.name
         self.prompts = prompts or PromptLibrary()
-        self.weights = weights or JudgeWeights.load()
         # An evaluation tool, not the request path: it may use every core it is given.
         torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0))))
         self._torch = torch
@@ -185,17 +188,14 @@ class WordJudge:
         self._prefixes: dict[str, tuple[list[int], Any]] = {}
         self._lock = threading.Lock()
 
-    def judge_one(self, item: WordItem) -> Judgement:
-        return judgement(item, self.features(item), self.weights)
-
-    def features(self, item: WordItem) -> dict[str, float]:
+    def readings(self, item: WordItem) -> dict[str, float]:
+        """The model's readings of ``item``: what is worth caching (see :func:`features`)."""
         torch = self._torch
         variables = self.read(item)
         with self._lock:
             rubric = torch.log_softmax(self._next_logits(JUDGE_PROMPT, variables), dim=-1)
             sense = torch.log_softmax(self._next_logits(SENSE_PROMPT, variables), dim=-1)
             fluency = self._fluency(variables)
-        made_up, repeated, words = text_features(item)
         good, clumsy, nonsense = (float(rubric[self._label_ids[lb]]) for lb in LABELS)
         yes = float(torch.logsumexp(sense[self._yes], 0))
         no = float(torch.logsumexp(sense[self._no], 0))
@@ -204,9 +204,6 @@ class WordJudge:
             "rubric_good_vs_nonsense": good - nonsense,
             "makes_sense": yes - no,
             "fluency": fluency,
-            "made_up_words": made_up,
-            "repeated_word": repeated,
-            "words": words,
         }
 
     # -- pieces ----------------------------------------------------------------------------
@@ -280,20 +277,21 @@ def judgement(item: WordItem, features: dict[str, float], weights: JudgeWeights)
     return Judgement(item.text, label, probabilities, features)
 
 
-def load_items(lines: Iterable[str]) -> list[WordItem]:
-    """JSONL lines into items; raises ``ValueError`` naming the line and field."""
+def parse_line(number: int, line: str) -> tuple[dict[str, Any], WordItem]:
+    """One JSONL line: the row and its item; ``ValueError`` naming the line and field."""
     from pydantic import ValidationError
 
-    items = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            items.append(WordItem.model_validate(json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "line"
-            raise ValueError(f"line {number}, field '{where}': {err['msg']}") from None
-    return items
+    try:
+        row = json.loads(line)
+        return row, WordItem.model_validate(row)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "line"
+        raise ValueError(f"line {number}, field '{where}': {err['msg']}") from None
+
+
+def load_items(lines: Iterable[str]) -> list[WordItem]:
+    """JSONL lines into items; raises ``ValueError`` naming the line and field."""
+    return [parse_line(n, line)[1] for n, line in enumerate(lines, 1) if line.strip()]

